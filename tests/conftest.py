@@ -1,0 +1,54 @@
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+# Before anything imports huggingface_hub or datasets: keep their caches out of the user's home and
+# point the hub at a closed local port, so no test can touch the network (and the offline path is
+# what every hub lookup meets, on any machine).
+_CACHE = tempfile.mkdtemp(prefix="pilish-tests-hf-")
+os.environ["HF_HOME"] = _CACHE
+os.environ["HF_DATASETS_CACHE"] = os.path.join(_CACHE, "datasets")
+os.environ["HF_ENDPOINT"] = "http://127.0.0.1:9"
+os.environ.pop("HF_HUB_OFFLINE", None)
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import pytest  # noqa: E402
+
+import corpus  # noqa: E402
+from common import configure  # noqa: E402
+
+TINY_MODEL = ["--n_layer=1", "--n_head=2", "--n_embd=32", "--context_length=32", "--batch_size=8",
+              "--learning_rate=0.01", "--warmup=0.1", "--logging_steps=5"]
+
+
+def run_main(module, argv):
+    """Run a script's main() in-process with --name=value overrides, as the command line would."""
+    module.main(configure(vars(module), argv))
+
+
+@pytest.fixture(scope="session")
+def corpus_file(tmp_path_factory):
+    return corpus.write_txt(tmp_path_factory.mktemp("data") / "stories.txt", corpus.stories(400))
+
+
+@pytest.fixture(scope="session")
+def tokenizer_dir(corpus_file, tmp_path_factory):
+    import train_tokenizer
+    folder = tmp_path_factory.mktemp("tokenizer")
+    run_main(train_tokenizer, [f"--dataset={corpus_file}", f"--tokenizer_dir={folder}", "--held_out=0.05"])
+    return folder
+
+
+@pytest.fixture(scope="session")
+def model_dir(corpus_file, tokenizer_dir, tmp_path_factory):
+    """A tiny model trained for a few dozen steps: enough to have learnt the corpus' shape."""
+    import train_model
+    folder = tmp_path_factory.mktemp("model")
+    run_main(train_model, [f"--dataset={corpus_file}", f"--tokenizer_dir={tokenizer_dir}",
+                           f"--model_dir={folder}", "--max_steps=60", *TINY_MODEL])
+    return folder
