@@ -1,0 +1,78 @@
+import io
+import subprocess
+import sys
+
+import pytest
+
+import generate
+from common import UserError, configure, load_model
+from conftest import ROOT, run_main
+
+
+def settings(model_dir, *argv):
+    return configure(vars(generate), [f"--model_dir={model_dir}", *argv])
+
+
+def test_same_seed_same_text_and_prompt_first(model_dir, capsys):
+    run_main(generate, [f"--model_dir={model_dir}", "--prompt=once upon a time", "--seed=1", "--max_new_tokens=30"])
+    first = capsys.readouterr().out
+    run_main(generate, [f"--model_dir={model_dir}", "--prompt=once upon a time", "--seed=1", "--max_new_tokens=30"])
+    assert capsys.readouterr().out == first
+    assert first.startswith("once upon a time") and len(first.strip()) > len("once upon a time")
+    assert not any(f" {mark}" in first for mark in ".,!?")
+    assert "\033[" not in first  # captured output is no terminal: no bold
+
+
+def test_default_prompts_and_numbered_samples(model_dir, capsys):
+    run_main(generate, [f"--model_dir={model_dir}", "--num_samples=2", "--max_new_tokens=10"])
+    out = capsys.readouterr().out
+    for prompt in generate.PROMPTS:
+        assert f"[1] {prompt}" in out and f"[2] {prompt}" in out
+
+
+def test_generation_stops_at_endoftext(model_dir):
+    model, tokenizer = load_model(model_dir)
+    # every corpus story ends with this sentence, so the model has learnt that <|endoftext|> follows it
+    prompt = "the grasshoppers were not disappointed, and everything was sunny."
+    results, new_tokens = generate.generate(model, tokenizer, [prompt], settings(model_dir, "--max_new_tokens=15", "--num_samples=4"))
+    assert new_tokens < 4 * 15  # at least one sample stopped early, at its end-of-text
+    for prompt_text, full_text in results[0]:
+        assert "<|endoftext|>" not in full_text and "[PAD]" not in full_text
+        assert full_text.startswith(prompt)
+
+
+def test_batch_of_prompts_of_different_lengths_is_left_padded(model_dir):
+    model, tokenizer = load_model(model_dir)
+    config = settings(model_dir, "--temperature=0", "--max_new_tokens=12")
+    prompts = ["once", "lily said, \"let's play with the red ball"]
+    batch, _ = generate.generate(model, tokenizer, prompts, config)
+    alone = [generate.generate(model, tokenizer, [prompt], config)[0][0] for prompt in prompts]
+    assert [samples[0] for samples in batch] == [samples[0] for samples in alone]  # padding changes nothing
+
+
+def test_out_of_vocabulary_prompt_words_warn_but_generate(model_dir, capsys):
+    run_main(generate, [f"--model_dir={model_dir}", "--prompt=the zyzzyva saw a cat", "--max_new_tokens=5"])
+    captured = capsys.readouterr()
+    assert "zyzzyva" in captured.err and "[UNK]" in captured.err
+    assert captured.out.startswith("the")
+
+
+def test_bold_prompt_only_on_a_terminal(model_dir, capsys, monkeypatch):
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+    terminal = Terminal()
+    monkeypatch.setattr(sys, "stdout", terminal)
+    run_main(generate, [f"--model_dir={model_dir}", "--prompt=tom saw a cat", "--max_new_tokens=5"])
+    assert terminal.getvalue().startswith(generate.BOLD + "tom saw a cat" + generate.PLAIN)
+
+
+def test_missing_model_says_which_script_to_run(tmp_path):
+    with pytest.raises(UserError, match="run train_model.py first"):
+        run_main(generate, [f"--model_dir={tmp_path / 'nonexistent'}"])
+    (tmp_path / "config.json").write_text("{}")  # an interrupted copy: config but no weights
+    with pytest.raises(UserError, match="no complete model .* run train_model.py first"):
+        run_main(generate, [f"--model_dir={tmp_path}"])
+    result = subprocess.run([sys.executable, "generate.py", "--model_dir=/nonexistent"], cwd=ROOT,
+                            capture_output=True, text=True)
+    assert result.returncode != 0 and result.stderr.count("\n") == 1 and "train_model.py" in result.stderr
