@@ -1,0 +1,151 @@
+"""What the benchmark scripts share: where the repo and the sample data are, the machine header,
+medians, plain-text and Markdown tables, appending to BENCHMARKS.md and the matmul peak."""
+
+import datetime
+import os
+import platform
+import shlex
+import statistics
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent  # the repo root, whatever the working directory
+SAMPLE_DIR = ROOT.parent / "shared" / "data" / "tinystories"  # the real TinyStories sample beside the checkout
+BENCHMARKS_FILE = ROOT / "BENCHMARKS.md"
+
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from common import UserError  # noqa: E402
+
+
+def data_file(setting, default_name):
+    """The file a *_FILE setting names, or the sample's `default_name`; a UserError when it is missing."""
+    path = Path(setting).expanduser() if setting else SAMPLE_DIR / default_name
+    if not path.is_file():
+        where = f"{path}" if setting else f"the TinyStories sample at {path}"
+        raise UserError(f"no data: {where} does not exist; point the setting at a TinyStories .txt file")
+    return path
+
+
+def median(values):
+    return statistics.median(values)
+
+
+def spread(values, digits=3):
+    """'median (min–max)' of a few measurements."""
+    return f"{median(values):.{digits}f} ({min(values):.{digits}f}–{max(values):.{digits}f})"
+
+
+# ---------------------------------------------------------------- the machine
+
+def cpu_model():
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown CPU"
+
+
+def cpu_cores():
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
+
+
+def machine_lines():
+    """Markdown bullet lines: the machine and the library versions."""
+    import datasets
+    import tokenizers
+    import torch
+    import transformers
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none"
+    return [
+        f"- machine: {cpu_model()}, {cpu_cores()} cores, torch threads {torch.get_num_threads()}, GPU: {gpu}",
+        f"- versions: python {platform.python_version()}, torch {torch.__version__}, "
+        f"transformers {transformers.__version__}, datasets {datasets.__version__}, "
+        f"tokenizers {tokenizers.__version__}",
+    ]
+
+
+def command_line(script_file):
+    """The command that reproduces this run, from the repo root."""
+    return "python " + shlex.join([f"bench/{Path(script_file).name}", *sys.argv[1:]])
+
+
+# ---------------------------------------------------------------- tables
+
+def text_table(headers, rows):
+    """Aligned plain-text columns: text left, numbers right."""
+    cells = [[str(c) for c in headers]] + [[str(c) for c in row] for row in rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
+    numeric = [all(_looks_numeric(row[i]) for row in cells[1:]) for i in range(len(headers))]
+
+    def line(row):
+        return "  ".join(c.rjust(w) if n else c.ljust(w) for c, w, n in zip(row, widths, numeric)).rstrip()
+
+    return "\n".join([line(cells[0]), "  ".join("-" * w for w in widths)] + [line(row) for row in cells[1:]])
+
+
+def _looks_numeric(text):
+    stripped = text.replace(",", "").replace("%", "").replace("x", "").replace("×", "").strip()
+    try:
+        float(stripped.split(" ")[0])
+        return True
+    except ValueError:
+        return not stripped or stripped == "–"
+
+
+def markdown_table(headers, rows):
+    def line(row):
+        return "| " + " | ".join(str(c).replace("|", "\\|") for c in row) + " |"
+    return "\n".join([line(headers), "|" + "|".join(" --- " for _ in headers) + "|"] + [line(r) for r in rows])
+
+
+def record(script_file, headers, rows, notes=(), enabled=True):
+    """Append a section to BENCHMARKS.md: script, date, machine, versions, command, table, notes."""
+    if not enabled:
+        print("\n(not recorded: --record=false)")
+        return
+    now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    section = [f"## bench/{Path(script_file).name} — {now}", "", *machine_lines(),
+               f"- command: `{command_line(script_file)}`", "", markdown_table(headers, rows), ""]
+    if notes:
+        section += [*(f"- {note}" for note in notes), ""]
+    new_file = not BENCHMARKS_FILE.exists()
+    with open(BENCHMARKS_FILE, "a", encoding="utf-8") as handle:
+        if new_file:
+            handle.write("# Benchmarks\n\nAppended by the scripts in bench/; newest at the bottom.\n\n")
+        handle.write("\n".join(section) + "\n")
+    print(f"\nappended to {BENCHMARKS_FILE.relative_to(ROOT)}")
+
+
+# ---------------------------------------------------------------- hardware peak
+
+def matmul_peak(device, dtype, size, repeats=5):
+    """Dense matmul throughput (FLOP/s) of `size`-square products on `device`: the median of `repeats`."""
+    import torch
+    a = torch.randn(size, size, device=device, dtype=dtype)
+    b = torch.randn(size, size, device=device, dtype=dtype)
+
+    def sync():
+        if device == "cuda":
+            torch.cuda.synchronize()
+
+    with torch.no_grad():
+        for _ in range(2):  # warm-up: thread pools, cuBLAS handles, clocks
+            a @ b
+        sync()
+        inner = 10 if device == "cuda" else 1  # a GPU product is too short to time alone
+        seconds = []
+        for _ in range(repeats):
+            started = time.perf_counter()
+            for _ in range(inner):
+                a @ b
+            sync()
+            seconds.append((time.perf_counter() - started) / inner)
+    return 2 * size ** 3 / median(seconds)
