@@ -46,6 +46,9 @@ WORD_RE = re.compile(r"[^\W\d_]+(?:['’-][^\W\d_]+)*")
 # has at most about 3n tokens.
 QUOTES = "\"'"
 
+# Kinds of token, for what punctuation may follow them.
+WORD, MARK, OTHER = 0, 1, 2
+
 # Score given to a row's allowed tokens when an earlier processor (e.g. no_repeat_ngram_size) had set
 # all of them to -inf. Finite so sampling still works and the beam keeps a usable (if poor) score;
 # well above the -1e9 that beam search uses for "no hypothesis yet", so such beams can still finish.
@@ -351,18 +354,23 @@ class PilishLogitsProcessor(LogitsProcessor):
             dtype=torch.long,
         )
         self.is_word = is_word
-        self.is_punctuation = is_punctuation
-        self.is_quote = is_quote
-        self.is_mark = is_punctuation & ~is_quote
+        # What may follow each kind of token (WORD, MARK, OTHER): a mark after a word, a quote only
+        # after a mark (`said, "go!" she`, as the stories write dialogue), nothing after anything else.
+        is_mark = is_punctuation & ~is_quote
+        self.token_kind = torch.full((self.vocab_size,), OTHER, dtype=torch.long)
+        self.token_kind[is_word], self.token_kind[is_mark] = WORD, MARK
+        self.punctuation_after = torch.stack([is_mark, is_quote, torch.zeros_like(is_mark)]) & allow_punctuation
         # What a row may take once all digits are spelled.
-        self.closing = (is_closing_mark & ~banned & allow_punctuation) | is_end
-        self.has_closing = bool(self.closing.any())
+        closing = (is_closing_mark & ~banned & allow_punctuation) | is_end
+        self.has_closing = bool(closing.any())
 
-        # ids_with_length[L]: the word ids with L letters; row 0 is empty and means "no word".
+        # ids_with_length[L]: the word ids with L letters; row 0 is empty and means "no word"; the
+        # last row holds the closing tokens, which is what the position after the last digit allows.
         max_length = max(int(letters[is_word].max()) if is_word.any() else 0, 10)
-        self.ids_with_length = torch.zeros(max_length + 1, self.vocab_size, dtype=torch.bool)
+        self.ids_with_length = torch.zeros(max_length + 2, self.vocab_size, dtype=torch.bool)
         self.ids_with_length[letters[is_word], is_word.nonzero().squeeze(1)] = True
         self.ids_with_length[0] = False
+        self.ids_with_length[-1] = closing
 
         available_lengths = set(letters[is_word].tolist())
         check_spellable(available_lengths, digits, rules)
@@ -378,6 +386,7 @@ class PilishLogitsProcessor(LogitsProcessor):
                 if length in available_lengths and can_finish[after]:
                     target = self.one_digit_length if after == position + 1 else self.two_digit_length
                     target[position] = length
+        self.one_digit_length[n] = len(self.ids_with_length) - 1  # done: the closing tokens
 
         self.can_finish = can_finish
         self.start_digit = torch.zeros((), dtype=torch.long)
@@ -402,7 +411,7 @@ class PilishLogitsProcessor(LogitsProcessor):
         """Move the lookup tables to the device the model runs on (once)."""
         if self.ids_with_length.device != device:
             for name in (
-                "digits_spelled", "is_word", "is_punctuation", "is_quote", "is_mark", "closing",
+                "digits_spelled", "is_word", "token_kind", "punctuation_after",
                 "ids_with_length", "one_digit_length", "two_digit_length", "start_digit",
             ):
                 setattr(self, name, getattr(self, name).to(device))
@@ -436,24 +445,16 @@ class PilishLogitsProcessor(LogitsProcessor):
     # -- the mask ---------------------------------------------------------------------------
 
     def allowed(self, input_ids: torch.LongTensor) -> torch.BoolTensor:
-        """[rows, len(vocab)]: which tokens each row may take next."""
+        """[rows, len(vocab)]: which tokens each row may take next (a few gathers, no loop over tokens)."""
         n = len(self.digits)
-        positions = self.positions(input_ids)
-        finished = positions >= n
-        position = positions.clamp(0, n)
-        # Words of the allowed lengths: two gathers from the length table, no loop over tokens.
-        words = (
+        position = self.positions(input_ids).clamp(0, n)
+        kind = self.token_kind[input_ids[:, -1].clamp(0, self.vocab_size - 1)]
+        kind = kind.masked_fill((position == 0) | (position == n), OTHER)  # no mark first, nor after the end
+        return (
             self.ids_with_length[self.one_digit_length[position]]
             | self.ids_with_length[self.two_digit_length[position]]
+            | self.punctuation_after[kind]
         )
-        # Punctuation as the stories use it: a mark (. , ! ? ; :) after a word, a quote only after a
-        # mark (`said, "go!" she`), a word after a quote; nothing before the first word.
-        last = input_ids[:, -1].clamp(0, self.vocab_size - 1)
-        may_punctuate = (torch.full_like(finished, self.allow_punctuation) & (position > 0) & ~finished)[:, None]
-        punctuation = (self.is_word[last][:, None] & self.is_mark[None, :]) | (
-            self.is_mark[last][:, None] & self.is_quote[None, :])
-        allowed = words | (may_punctuate & punctuation)
-        return torch.where(finished[:, None], self.closing[None, :], allowed)
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
         if scores.shape[-1] < self.vocab_size:
@@ -462,21 +463,18 @@ class PilishLogitsProcessor(LogitsProcessor):
                 "use the model trained with this tokenizer"
             )
         allowed = self.allowed(input_ids)
-        # A model vocabulary padded beyond the tokenizer's: the extra ids are never allowed.
-        allowed = torch.nn.functional.pad(allowed, (0, scores.shape[-1] - self.vocab_size), value=False)
-        masked = scores.masked_fill(~allowed, float("-inf"))
-
+        if scores.shape[-1] > self.vocab_size:  # a model vocabulary padded beyond the tokenizer's
+            allowed = torch.nn.functional.pad(allowed, (0, scores.shape[-1] - self.vocab_size), value=False)
+        masked = torch.where(allowed, scores, float("-inf"))
         # An earlier processor (no_repeat_ngram_size, repetition rules...) may have set every allowed
         # token to -inf; give them a finite low score so the row still has something to choose.
         # (Computed for every row, not under `if stuck.any()`, to avoid a device sync per step.)
-        has_allowed = allowed.any(dim=1)
-        stuck = has_allowed & ~(masked > float("-inf")).any(dim=1)
-        fallback = torch.full_like(scores, float("-inf")).masked_fill(allowed, FALLBACK_SCORE)
-        masked = torch.where(stuck[:, None], fallback, masked)
-        # A row with nothing allowed at all can only be an already-impossible beam (or a finished
-        # row when there is no closing token); leave it as it was rather than make it all -inf,
-        # which would break sampling.
-        return torch.where(has_allowed[:, None], masked, scores)
+        stuck = (masked.amax(dim=1) == float("-inf"))[:, None]
+        rescued = torch.full_like(scores, float("-inf")).masked_fill(allowed, FALLBACK_SCORE)
+        # A row with nothing allowed at all (an impossible beam, or a finished row when no closing
+        # token exists) keeps its scores: all -inf would break sampling.
+        rescued = torch.where(allowed.any(dim=1, keepdim=True), rescued, scores)
+        return torch.where(stuck, rescued, masked)
 
 
 class PilishStoppingCriteria(StoppingCriteria):
