@@ -95,3 +95,25 @@ def test_two_process_torchrun(corpus_file, tokenizer_dir, tmp_path):
     assert result.stdout.count("saved model, tokenizer") == 1  # only rank 0 saves and reports
     assert AutoModelForCausalLM.from_pretrained(tmp_path).config.n_embd == 32
     assert json.loads((tmp_path / "metrics.json").read_text())["tokens_seen"] == 4 * 2 * 8 * 32
+
+
+def test_ctrl_c_saves_a_checkpoint_and_the_next_run_resumes(corpus_file, tokenizer_dir, tmp_path):
+    import signal
+    import time
+    command = [sys.executable, "train_model.py", f"--dataset={corpus_file}", f"--tokenizer_dir={tokenizer_dir}",
+               f"--model_dir={tmp_path}", *TINY_MODEL, "--max_steps=100000", "--eval_steps=100000"]
+    process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                               env={**os.environ, "OMP_NUM_THREADS": "1"})
+    for line in process.stdout:  # wait until training has started
+        if line.startswith("device:"):
+            break
+    time.sleep(4)
+    process.send_signal(signal.SIGINT)
+    output = process.stdout.read()
+    assert process.wait(timeout=120) == 0, output[-2000:]
+    assert "Ctrl-C: saving a checkpoint" in output and "run the same command to resume" in output
+    checkpoints = list(tmp_path.glob("checkpoint-*"))
+    assert len(checkpoints) == 1
+    step = int(checkpoints[0].name.split("-")[1])
+    assert 0 < step < 100000 and (checkpoints[0] / "optimizer.pt").is_file()
+    assert not (tmp_path / "model.safetensors").exists()  # a checkpoint, not a finished model
