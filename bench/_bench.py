@@ -106,6 +106,15 @@ def markdown_table(headers, rows):
     return "\n".join([line(headers), "|" + "|".join(" --- " for _ in headers) + "|"] + [line(r) for r in rows])
 
 
+def report(script_file, headers, rows, notes=(), enabled=True):
+    """Print the table and its notes, then append them to BENCHMARKS.md (unless disabled)."""
+    print()
+    print(text_table(headers, rows))
+    for note in notes:
+        print(note)
+    record(script_file, headers, rows, notes, enabled)
+
+
 def record(script_file, headers, rows, notes=(), enabled=True):
     """Append a section to BENCHMARKS.md: script, date, machine, versions, command, table, notes."""
     if not enabled:

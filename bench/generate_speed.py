@@ -33,7 +33,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repo root: common, pilish_generate, ...
 
-from _bench import median, record, text_table  # noqa: E402
+from _bench import median, report  # noqa: E402
 from common import UserError, configure, join_tokens, load_model, run_script  # noqa: E402
 
 
@@ -169,11 +169,7 @@ def main(config):
         f"sampling: temperature {config.TEMPERATURE}, top_k {config.TOP_K}, top_p {config.TOP_P}; "
         f"free sampling writes exactly {config.NEW_TOKENS} tokens",
     ]
-    print()
-    print(text_table(headers, rows))
-    for note in notes:
-        print(note)
-    record(__file__, headers, rows, notes, enabled=config.RECORD)
+    report(__file__, headers, rows, notes, enabled=config.RECORD)
 
 
 if __name__ == "__main__":

@@ -33,8 +33,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repo root: common, train_model, ...
 
-from _bench import data_file, median, record, text_table  # noqa: E402
-from common import UserError, configure, join_tokens, load_model, load_stories, run_script, token_nll  # noqa: E402
+from _bench import data_file, median, report  # noqa: E402
+from common import UserError, configure, join_tokens, load_model, load_stories, run_script  # noqa: E402
 
 
 def train(config, train_path, valid_path, folder):
@@ -67,18 +67,12 @@ def distinct_trigrams(words):
 def score(model, tokenizer, ids, config, context_length):
     """(NLL per word under the model alone, distinct 3-grams over the first NUM_DIGITS words).
 
-    Generated texts hold no special tokens and go through pilish_generate.nll_per_word. The validation
-    text holds <|endoftext|> between stories, which nll_per_word would count as a word (it has
-    letters), so it is scored with common.token_nll directly: the same sum over the same tokens after an
-    <|endoftext|>, divided by the words without the special tokens.
+    pilish_generate.nll_per_word scores the tokens after an <|endoftext|> and counts the words without
+    the special tokens, so the validation text (stories separated by <|endoftext|>) scores the same way.
     """
     import pilish_generate
-    words = text_words(tokenizer, ids)
-    if set(ids) & set(tokenizer.all_special_ids):
-        nll = float(token_nll(model, [tokenizer.eos_token_id, *ids], context_length).sum()) / max(1, len(words))
-    else:
-        nll = pilish_generate.nll_per_word(model, tokenizer, (), list(ids), context_length)
-    return nll, distinct_trigrams(words[:config.NUM_DIGITS])
+    nll = pilish_generate.nll_per_word(model, tokenizer, (), list(ids), context_length)
+    return nll, distinct_trigrams(text_words(tokenizer, ids)[:config.NUM_DIGITS])
 
 
 def pilish_texts(model, tokenizer, digits, settings, seeds):
@@ -212,11 +206,7 @@ def main(config):
         f"time: training {train_seconds:.0f} s" + (" (reused MODEL_DIR)" if config.MODEL_DIR else "")
         + f", scoring {score_seconds:.0f} s",
     ]
-    print()
-    print(text_table(headers, rows))
-    for note in notes:
-        print(note)
-    record(__file__, headers, rows, notes, enabled=config.RECORD)
+    report(__file__, headers, rows, notes, enabled=config.RECORD)
     work.cleanup()
 
 
