@@ -318,6 +318,7 @@ class PilishLogitsProcessor(LogitsProcessor):
         prompt_length: int = 0,
         start_digit: int | torch.LongTensor = 0,
         allow_punctuation: bool = True,
+        punctuation_lookahead: bool = True,
         banned_ids: Iterable[int] = (),
         end_ids: Iterable[int] = (),
     ):
@@ -327,6 +328,7 @@ class PilishLogitsProcessor(LogitsProcessor):
         self.digits = digits
         self.rules = rules
         self.allow_punctuation = allow_punctuation
+        self.punctuation_lookahead = punctuation_lookahead
 
         # (Ids beyond the vocabulary are never allowed anyway, so they need no marking.)
         banned = torch.zeros(self.vocab_size, dtype=torch.bool)
@@ -466,6 +468,8 @@ class PilishLogitsProcessor(LogitsProcessor):
         if scores.shape[-1] > self.vocab_size:  # a model vocabulary padded beyond the tokenizer's
             allowed = torch.nn.functional.pad(allowed, (0, scores.shape[-1] - self.vocab_size), value=False)
         masked = torch.where(allowed, scores, float("-inf"))
+        if self.allow_punctuation and self.punctuation_lookahead:
+            masked = self._charge_punctuation(scores, allowed, masked)
         # An earlier processor (no_repeat_ngram_size, repetition rules...) may have set every allowed
         # token to -inf; give them a finite low score so the row still has something to choose.
         # (Computed for every row, not under `if stuck.any()`, to avoid a device sync per step.)
@@ -475,6 +479,22 @@ class PilishLogitsProcessor(LogitsProcessor):
         # token exists) keeps its scores: all -inf would break sampling.
         rescued = torch.where(allowed.any(dim=1, keepdim=True), rescued, scores)
         return torch.where(stuck, rescued, masked)
+
+
+    def _charge_punctuation(self, scores, allowed, masked):
+        """Make a mark pay for the word it puts off.
+
+        Masking alone over-rewards punctuation: when the words of the needed length are unlikely,
+        a comma or a quote takes most of the renormalized probability, yet the word is still owed
+        right after it. A one-step look-ahead fixes that: a mark's score gains log W, the probability
+        the model gives the allowed words now, as an estimate of what the owed word will cost later.
+        """
+        width = scores.shape[-1]
+        is_word = torch.nn.functional.pad(self.is_word, (0, width - self.vocab_size), value=False)
+        log_probs = scores.float().log_softmax(dim=-1)
+        word_mass = torch.where(allowed & is_word, log_probs, float("-inf")).logsumexp(dim=-1, keepdim=True)
+        owes_a_word = allowed & ~is_word & (word_mass > float("-inf"))  # not at the end: nothing owed
+        return torch.where(owes_a_word, masked + word_mass.to(masked.dtype), masked)
 
 
 class PilishStoppingCriteria(StoppingCriteria):

@@ -17,8 +17,9 @@ DIGITS = "pi"  # pi, e, phi, sqrt2, or a literal string of digits such as 1234
 NUM_DIGITS = 100  # how many digits to spell
 RULES = "basic"  # basic: 10-letter words spell 0; standard: also longer words spell two digits (12 -> 1, 2)
 ALLOW_PUNCTUATION = True  # punctuation between words (spells nothing); False = words only
+PUNCTUATION_LOOKAHEAD = True  # a mark pays for the word it puts off (False: masking alone over-uses marks)
 DECODING = "beam"  # beam: the likeliest text the model finds; sample: random, more varied
-NUM_BEAMS = 4  # beams for DECODING=beam
+NUM_BEAMS = 8  # beams for DECODING=beam (more: likelier text, slower)
 TEMPERATURE = 0.8  # for DECODING=sample: lower is safer and duller
 TOP_K = 50  # for DECODING=sample: among the K likeliest allowed words (0 = all)
 TOP_P = 0.95  # for DECODING=sample: among the fewest allowed words covering this probability
@@ -76,6 +77,7 @@ def write_pilish(model, tokenizer, digits, config, prompt_ids=(), prompt_digits=
     vocab = tokenizer.convert_ids_to_tokens(list(range(len(tokenizer))))
     processor = PilishLogitsProcessor(
         vocab, digits, rules=config.RULES, allow_punctuation=config.ALLOW_PUNCTUATION,
+        punctuation_lookahead=config.PUNCTUATION_LOOKAHEAD,
         banned_ids=tokenizer.all_special_ids, end_ids=[eot], start_digit=prompt_digits)
     stopping = PilishStoppingCriteria(processor)
     context_length = min(config.CONTEXT_LENGTH or model.config.n_positions, model.config.n_positions)
@@ -104,8 +106,9 @@ def write_pilish(model, tokenizer, digits, config, prompt_ids=(), prompt_digits=
 
 
 def finish_sentence(text):
-    """A text ends with a full stop (the closing mark is allowed, not forced)."""
-    return text if re.search(r"[.!?][\"']?$", text) else text + "."
+    """A text ends with a full stop (the closing mark is allowed, not forced) and closes its quote."""
+    text = text if re.search(r"[.!?][\"']?$", text) else text + "."
+    return text + '"' if text.count('"') % 2 else text
 
 
 def show_digits(text, width=100):

@@ -475,3 +475,19 @@ def test_sliding_window_carries_the_position_across_windows(tiny_model, rules):
 def finished(vocab, row, spelled, digits):
     """All digits spelled and the closing mark taken."""
     return spelled >= len(digits) and vocab[row[-1]] in (".", "!", "?", "<|endoftext|>")
+
+
+def test_a_mark_pays_for_the_word_it_puts_off():
+    # uniform scores: 2 of the 20 tokens are allowed words ("a", "i"), so W = 2/20 and each allowed
+    # mark's score drops by log(10) while the words keep theirs
+    processor = make_processor(HAND_VOCAB, "3141", "basic", prompt_length=1)
+    input_ids = torch.tensor([[EOS] + ids("fix")])
+    scores = processor(input_ids, torch.zeros(1, len(HAND_VOCAB)))[0]
+    assert scores[HAND_VOCAB.index("a")] == 0 and scores[HAND_VOCAB.index("i")] == 0
+    assert torch.isclose(scores[HAND_VOCAB.index(",")], torch.log(torch.tensor(2 / len(HAND_VOCAB))))
+    plain = PilishLogitsProcessor(HAND_VOCAB, "3141", "basic", prompt_length=1, punctuation_lookahead=False,
+                                  banned_ids=[EOS, UNK, PAD], end_ids=[EOS])
+    assert plain(input_ids, torch.zeros(1, len(HAND_VOCAB)))[0][HAND_VOCAB.index(",")] == 0
+    # after the last digit nothing is owed: the closing marks keep their scores
+    done = processor(torch.tensor([[EOS] + ids("fix", "a", "tree", "i")]), torch.zeros(1, len(HAND_VOCAB)))[0]
+    assert done[HAND_VOCAB.index(".")] == 0
