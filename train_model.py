@@ -90,7 +90,11 @@ def build_model(config, tokenizer):
         bos_token_id=tokenizer.eos_token_id, eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id, loss_type="ForCausalLM")
     model_config._attn_implementation = "sdpa"  # PyTorch's fused scaled-dot-product attention
-    return GPT2LMHeadModel(model_config)
+    model = GPT2LMHeadModel(model_config)
+    # the LM head is the token embedding (tied), so checkpoints rightly lack it: tell the Trainer,
+    # which otherwise warns about a "missing key" when it resumes
+    model._keys_to_ignore_on_save = ["lm_head.weight"]
+    return model
 
 
 def count_parameters(model):
