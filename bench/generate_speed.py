@@ -19,7 +19,7 @@ NEW_TOKENS = 200  # tokens per measured text (less than the model's context)
 TEMPERATURE = 0.8  # sampling temperature, free and Pilish alike
 TOP_K = 50  # sample among the K likeliest tokens, free and Pilish alike
 TOP_P = 0.95  # ... and within this probability mass (generate.py's and pilish_generate.py's default)
-NUM_BEAMS = 4  # beams for the Pilish beam-search row
+NUM_BEAMS = 8  # beams for the Pilish beam-search row
 NUM_DIGITS_LONG = 10000  # digits of pi for the single long run (pilish_generate's defaults: beam)
 LONG_RUN_THREADS = 0  # torch threads for the long run (0 = whichever count made the short beam runs faster)
 REPEATS = 3  # measurements per row; the table quotes medians

@@ -19,7 +19,7 @@ BATCH_SIZE = 32  # blocks per training step
 DROPOUT = 0.1  # the sample is small, so several passes over it: some dropout keeps it from memorizing
 NUM_DIGITS = 100  # digits of pi per Pilish text
 NUM_SEEDS = 3  # texts per sampled setting (seeds SEED, SEED + 1, ...); beam search is deterministic: one text
-NUM_BEAMS = 4  # beams for the beam-search row
+NUM_BEAMS = 8  # beams for the beam-search rows
 FREE_TOKENS = 150  # tokens per free sample (the reference for what the model writes unconstrained)
 VALID_WORDS = 1000  # words of validation text per reference chunk (NUM_SEEDS chunks)
 RECORD = True  # append the results to BENCHMARKS.md
@@ -174,6 +174,10 @@ def main(config):
             model, tokenizer, digits, pilish_settings("--decoding=sample", "--allow_punctuation=true"), seeds)),
         (f"Pilish beam {config.NUM_BEAMS}, punctuation (deterministic)", lambda: pilish_texts(
             model, tokenizer, digits, pilish_settings("--decoding=beam", "--allow_punctuation=true"), seeds[:1])),
+        ("Pilish sample, punctuation, no look-ahead", lambda: pilish_texts(
+            model, tokenizer, digits, pilish_settings("--decoding=sample", "--punctuation_lookahead=false"), seeds)),
+        (f"Pilish beam {config.NUM_BEAMS}, punctuation, no look-ahead", lambda: pilish_texts(
+            model, tokenizer, digits, pilish_settings("--decoding=beam", "--punctuation_lookahead=false"), seeds[:1])),
         (f"free sample, {config.FREE_TOKENS} tokens (reference)",
          lambda: free_samples(model, tokenizer, config, seeds)),
         (f"validation text, {config.VALID_WORDS} words (reference)",
