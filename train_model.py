@@ -88,12 +88,13 @@ def build_model(config, tokenizer):
         embd_pdrop=config.DROPOUT, attn_pdrop=config.DROPOUT,
         activation_function="gelu",  # exact GELU: one fused kernel, unlike the tanh approximation
         bos_token_id=tokenizer.eos_token_id, eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id, loss_type="ForCausalLM")
+        pad_token_id=tokenizer.pad_token_id)
     model_config._attn_implementation = "sdpa"  # PyTorch's fused scaled-dot-product attention
     model = GPT2LMHeadModel(model_config)
     # the LM head is the token embedding (tied), so checkpoints rightly lack it: tell the Trainer,
     # which otherwise warns about a "missing key" when it resumes
     model._keys_to_ignore_on_save = ["lm_head.weight"]
+    model.loss_type = "ForCausalLM"  # GPT2LMHeadModel's name does not say so: without this it warns
     return model
 
 
