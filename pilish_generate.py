@@ -67,6 +67,11 @@ def generation_settings(config):
                 top_p=config.TOP_P, **common)
 
 
+def window_length(model, config):
+    """Tokens of context the model sees: CONTEXT_LENGTH, at most what it was trained on."""
+    return min(config.CONTEXT_LENGTH or model.config.n_positions, model.config.n_positions)
+
+
 def write_pilish(model, tokenizer, digits, config, prompt_ids=(), prompt_digits=0, progress=None):
     """Generate the token ids that continue `prompt_ids` with Pilish for the rest of `digits`.
 
@@ -80,7 +85,7 @@ def write_pilish(model, tokenizer, digits, config, prompt_ids=(), prompt_digits=
         punctuation_lookahead=config.PUNCTUATION_LOOKAHEAD,
         banned_ids=tokenizer.all_special_ids, end_ids=[eot], start_digit=prompt_digits)
     stopping = PilishStoppingCriteria(processor)
-    context_length = min(config.CONTEXT_LENGTH or model.config.n_positions, model.config.n_positions)
+    context_length = window_length(model, config)
     new_per_window = max(1, context_length // 4)  # then keep 3/4 of a context when the window slides
     settings = generation_settings(config)
     text_ids = [eot, *prompt_ids]  # a story starts after <|endoftext|>, as in training
@@ -177,7 +182,7 @@ def main(config):
     unknown = [piece for piece, token_id in zip(pieces, prompt_ids) if token_id == tokenizer.unk_token_id]
     if unknown:
         print(f"warning: not in the vocabulary, the model reads them as [UNK]: {', '.join(unknown)}", file=sys.stderr)
-    context_length = min(config.CONTEXT_LENGTH or model.config.n_positions, model.config.n_positions)
+    context_length = window_length(model, config)
     name = digits_name(config.DIGITS)
 
     texts = []

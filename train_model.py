@@ -231,7 +231,7 @@ def main(config):
         f"{config.CONTEXT_LENGTH} tokens (tokenized in {tokenize_seconds:.1f} s)")
     log(f"model: {total / 1e6:.2f}M parameters, {non_embedding / 1e6:.2f}M outside the embeddings; "
         f"vocabulary {len(tokenizer):,}" + ("" if len(tokenizer) >= 30000 else
-        f" (smaller than the default 30k, so the model is too)"))
+        " (smaller than the default 30k, so the model is too)"))
     precision = "bf16" if args.bf16 else "fp16" if args.fp16 else "fp32"
     log(f"device: {device} x {world_size}, {precision}; {total_steps:,} steps of {block_tokens:,} tokens")
 
