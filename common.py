@@ -28,17 +28,34 @@ class UserError(Exception):
 
 # ---------------------------------------------------------------- configuration
 
-def _constants(namespace):
-    """The settings of a script: the UPPERCASE assignments of its opening block, before the first import."""
+def _settings_block(namespace):
+    """{NAME: comment} for the UPPERCASE assignments of a script's opening block, before the first import.
+
+    The comment is the one that follows the assignment on its line: the same text a user reads when
+    editing the block is what --help prints.
+    """
     import ast
-    names = []
-    for statement in ast.parse(Path(namespace["__file__"]).read_text(encoding="utf-8")).body:
+    import io
+    import tokenize
+    source = Path(namespace["__file__"]).read_text(encoding="utf-8")
+    comments = {token.start[0]: token.string.lstrip("#").strip()
+                for token in tokenize.generate_tokens(io.StringIO(source).readline)
+                if token.type == tokenize.COMMENT}
+    block = {}
+    for statement in ast.parse(source).body:
         if isinstance(statement, (ast.Import, ast.ImportFrom)):
             break
         if isinstance(statement, (ast.Assign, ast.AnnAssign)):
             targets = statement.targets if isinstance(statement, ast.Assign) else [statement.target]
-            names += [t.id for t in targets if isinstance(t, ast.Name) and t.id.isupper()]
-    return {name: namespace[name] for name in names}
+            for target in targets:
+                if isinstance(target, ast.Name) and target.id.isupper():
+                    block[target.id] = comments.get(statement.end_lineno, "")
+    return block
+
+
+def _constants(namespace):
+    """The settings of a script: the UPPERCASE assignments of its opening block, before the first import."""
+    return {name: namespace[name] for name in _settings_block(namespace)}
 
 
 def _parse_value(name, text, default):
@@ -90,20 +107,25 @@ def configure(namespace, argv):
 
 def print_help(namespace):
     print((namespace.get("__doc__") or "").strip())
-    print("\nSettings (--name=value):")
+    print("\nSettings (--name=value; the default, then what it does):")
+    block = _settings_block(namespace)
     for key, value in _constants(namespace).items():
-        print(f"  --{key.lower()}={value!r}")
+        print(f"  --{key.lower()}={value!r}" + (f"\n      {block[key]}" if block[key] else ""))
 
 
-def run_script(main, namespace, argv=None):
-    """Entry point of every script: parse overrides, run main, report UserErrors in one line."""
+def run_script(main, namespace, argv=None, errors=()):
+    """Entry point of every script: parse overrides, run main, report UserErrors in one line.
+
+    `errors` are the library's own error types (e.g. pilish.PilishError) whose message is just as
+    much meant for the user.
+    """
     argv = sys.argv[1:] if argv is None else argv
     if any(arg in ("-h", "--help") for arg in argv):
         print_help(namespace)
         return
     try:
         main(configure(namespace, argv))
-    except UserError as error:
+    except (UserError, *errors) as error:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(1)
 
@@ -256,10 +278,29 @@ def split_words(tokenizer, text):
     return words, tokenizer.convert_tokens_to_ids(words)
 
 
-def detokenize(tokenizer, ids):
-    """Token ids to readable text, special tokens dropped (the one decoder every script uses)."""
+def detokenize(tokenizer, ids, words_before=()):
+    """Token ids to readable text, special tokens dropped (the one decoder every script uses).
+
+    `words_before` (e.g. a prompt's words from `split_words`) are joined in front as they are, so a
+    prompt word the vocabulary lacks reads as itself, not as [UNK].
+    """
     special = set(tokenizer.all_special_ids)
-    return join_tokens(tokenizer.convert_ids_to_tokens([int(i) for i in ids if int(i) not in special]))
+    tokens = tokenizer.convert_ids_to_tokens([int(i) for i in ids if int(i) not in special])
+    return join_tokens([*words_before, *tokens])
+
+
+def unknown_words(tokenizer, text):
+    """The words of `text` that the vocabulary lacks (the model reads each as [UNK])."""
+    words, ids = split_words(tokenizer, text)
+    return [word for word, token_id in zip(words, ids) if token_id == tokenizer.unk_token_id]
+
+
+def warn_unknown_words(tokenizer, text):
+    """Say on stderr which words of a prompt the model cannot read."""
+    missing = unknown_words(tokenizer, text)
+    if missing:
+        print(f"warning: not in the vocabulary, so the model reads them as {UNK}: {', '.join(missing)}",
+              file=sys.stderr)
 
 
 # ---------------------------------------------------------------- devices and saved folders

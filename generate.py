@@ -20,15 +20,9 @@ SEED = 42  # same seed, same text
 import sys
 import time
 
-from common import UserError, join_tokens, load_model, run_script, split_words
+from common import UserError, detokenize, load_model, run_script, split_words, warn_unknown_words
 
 BOLD, PLAIN = "\033[1m", "\033[0m"
-
-
-def unknown_words(tokenizer, text):
-    """The words of `text` that the vocabulary lacks (they would become [UNK])."""
-    words, ids = split_words(tokenizer, text)
-    return [word for word, token_id in zip(words, ids) if token_id == tokenizer.unk_token_id]
 
 
 def encode_prompts(tokenizer, prompts, device):
@@ -63,7 +57,6 @@ def generate(model, tokenizer, prompts, config):
         top_p=config.TOP_P if sampling else None, num_return_sequences=config.NUM_SAMPLES,
         eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id, use_cache=True)
     results, new_tokens = [], 0
-    special = set(tokenizer.all_special_ids)
     for index, sequence in enumerate(output):
         continuation = sequence[prompt_length:].tolist()
         if tokenizer.eos_token_id in continuation:  # a story ends at its first <|endoftext|>
@@ -72,8 +65,8 @@ def generate(model, tokenizer, prompts, config):
         if index % config.NUM_SAMPLES == 0:
             results.append([])
         prompt_words = split_words(tokenizer, prompts[index // config.NUM_SAMPLES])[0]
-        new_words = tokenizer.convert_ids_to_tokens([t for t in continuation if t not in special])
-        results[-1].append((join_tokens(prompt_words), join_tokens(prompt_words + new_words)))
+        results[-1].append((detokenize(tokenizer, [], prompt_words),
+                            detokenize(tokenizer, continuation, prompt_words)))
     return results, new_tokens
 
 
@@ -83,9 +76,7 @@ def main(config):
         raise UserError("no prompts: give one with --prompt=... or several with --prompts=a|b")
     model, tokenizer = load_model(config.MODEL_DIR)
     for prompt in prompts:
-        missing = unknown_words(tokenizer, prompt)
-        if missing:
-            print(f"warning: not in the vocabulary, so read as [UNK]: {', '.join(missing)}", file=sys.stderr)
+        warn_unknown_words(tokenizer, prompt)
 
     started = time.perf_counter()
     results, new_tokens = generate(model, tokenizer, prompts, config)

@@ -8,8 +8,11 @@ This module holds everything Pilish-specific:
   * counting letters, the two rule sets, and the digit sources (pi, e, phi, sqrt2 or literal digits);
   * `verify`, which checks any text against a digit string and says where it departs;
   * `check_spellable`, which tells the user early when a vocabulary cannot spell the digits;
-  * `PilishLogitsProcessor` and `PilishStoppingCriteria`, which make `model.generate` write only
-    Pilish by masking, at every step, all tokens whose length is not the next digit.
+  * `write`, which makes a model write Pilish of any length (through `PilishLogitsProcessor` and
+    `PilishStoppingCriteria`, which mask, at every step, all tokens whose length is not the next
+    digit). These need torch and live in pilish_engine.py; `pilish.write` loads them on first use.
+
+Errors are `PilishError` (a ValueError) with a message that says what is wrong.
 
 Tokens are whole words or single punctuation marks, so "the length of the next word" is simply
 "the letters in the next token", and masking is a table lookup per step.
@@ -20,15 +23,11 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Iterable
 
 import mpmath
-import torch
-from transformers import LogitsProcessor, StoppingCriteria
-
-from common import UserError
 
 RULES = ("basic", "standard")
+DECODINGS = ("beam", "sample")
 NAMED_DIGITS = ("pi", "e", "phi", "sqrt2")
 
 # Punctuation the generator may put between words. Anything else made of no letters (digits,
@@ -49,6 +48,12 @@ QUOTES = "\"'"
 # Kinds of token, for what punctuation may follow them.
 WORD, MARK, OTHER = 0, 1, 2
 
+
+
+class PilishError(ValueError):
+    """Digits, rules, a prompt or a vocabulary that cannot make Pilish; the message says why."""
+
+
 # Score given to a row's allowed tokens when an earlier processor (e.g. no_repeat_ngram_size) had set
 # all of them to -inf. Finite so sampling still works and the beam keeps a usable (if poor) score;
 # well above the -1e9 that beam search uses for "no hypothesis yet", so such beams can still finish.
@@ -64,9 +69,9 @@ def letters_in(word: str) -> int:
     return sum(1 for char in word if char.isalpha())
 
 
-def _check_rules(rules: str) -> None:
+def check_rules(rules: str) -> None:
     if rules not in RULES:
-        raise UserError(f'unknown Pilish rules "{rules}": use one of {", ".join(RULES)}')
+        raise PilishError(f'unknown Pilish rules "{rules}": use one of {", ".join(RULES)}')
 
 
 def digits_of_word(n_letters: int, rules: str) -> str | None:
@@ -75,7 +80,7 @@ def digits_of_word(n_letters: int, rules: str) -> str | None:
     Both rules: 1..9 letters spell that digit, 10 letters spell "0", no letters spell nothing.
     basic: longer words cannot be used. standard: they spell their length ("12" for 12 letters).
     """
-    _check_rules(rules)
+    check_rules(rules)
     if n_letters <= 0:
         return ""
     if n_letters < 10:
@@ -129,7 +134,7 @@ def _can_finish(digits: str, rules: str, available_lengths: set[int]) -> list[bo
 
 def _check_digit_string(digits: str, what: str) -> None:
     if not isinstance(digits, str) or not re.fullmatch(r"[0-9]+", digits):
-        raise UserError(f"{what} must be a non-empty string of the digits 0-9, got {digits!r}")
+        raise PilishError(f"{what} must be a non-empty string of the digits 0-9, got {digits!r}")
 
 
 @lru_cache(maxsize=16)
@@ -155,13 +160,13 @@ def get_digits(source: str, n: int) -> str:
     `source` is one of NAMED_DIGITS or a literal string of digits (returned truncated to n).
     """
     if not isinstance(n, int) or n < 1:
-        raise UserError(f"the number of digits must be a whole number of at least 1, got {n!r}")
+        raise PilishError(f"the number of digits must be a whole number of at least 1, got {n!r}")
     name = source.strip().lower() if isinstance(source, str) else source
     if name in NAMED_DIGITS:
         return _named_digits(name, n)
     if isinstance(source, str) and re.fullmatch(r"[0-9]+", source):
         return source[:n]
-    raise UserError(
+    raise PilishError(
         f"unknown digit source {source!r}: use one of {', '.join(NAMED_DIGITS)} "
         "or a literal string of digits such as 1234"
     )
@@ -187,7 +192,7 @@ def verify(text: str, digits: str, rules: str) -> Verification:
 
     Words are found with WORD_RE, so punctuation is ignored and "don't" is one 4-letter word.
     """
-    _check_rules(rules)
+    check_rules(rules)
     total = len(digits)
     position = 0  # digits spelled so far
     words = (word for word in WORD_RE.findall(text) if letters_in(word) > 0)
@@ -261,9 +266,9 @@ def _missing_lengths(available_lengths: set[int], digits: str, rules: str) -> li
 
 
 def check_spellable(available_lengths: set[int], digits: str, rules: str) -> None:
-    """Raise UserError naming the missing word lengths when no words of `available_lengths` can
+    """Raise PilishError naming the missing word lengths when no words of `available_lengths` can
     spell `digits` under `rules`."""
-    _check_rules(rules)
+    check_rules(rules)
     _check_digit_string(digits, "the digits to spell")
     available_lengths = set(available_lengths)
     if _can_finish(digits, rules, available_lengths)[0]:
@@ -273,9 +278,9 @@ def check_spellable(available_lengths: set[int], digits: str, rules: str) -> Non
     if rules == "basic" and _can_finish(digits, "standard", available_lengths)[0]:
         hint = " (or use the standard rules, which can spell them with longer words)"
     letters = "letter" if missing == [1] else "letters"
-    raise UserError(
+    raise PilishError(
         f"the vocabulary has no words of {_or_list(missing)} {letters}, which these digits need; "
-        f"train the tokenizer on more text or a larger VOCAB_SIZE{hint}"
+        f"a tokenizer trained on more text, or with a larger vocabulary, has them{hint}"
     )
 
 
@@ -293,220 +298,16 @@ def _is_punctuation_token(token: str) -> bool:
     return token != "" and all(char in PUNCTUATION for char in token)
 
 
-class PilishLogitsProcessor(LogitsProcessor):
-    """Masks every token that would break the Pilish, so `model.generate` can only write Pilish.
+# ----------------------------------------------------------------------------------------------
+# Writing: the engine needs torch and transformers, so it lives in pilish_engine.py and loads on
+# first use; checking a text (`verify`, `pilish_generate.py --check_file`) needs neither.
 
-    At each step a row may take a word whose length spells the next digit (or, under the standard
-    rules, the next two digits), but only if the rest of the digits can still be spelled afterwards.
-    Punctuation may come between words (never first; a quote only after another mark, any other
-    mark after a word). Once all digits
-    are spelled a row may only take a closing mark (. ! ?) or one of `end_ids`.
-
-    The state of a row (how many digits it has spelled) is recomputed from `input_ids` at every
-    call, so the processor is correct under beam search, whose rows are reordered between steps.
-    The model's vocabulary must be at least `len(vocab)` wide; ids beyond `vocab` are never allowed.
-
-    Pass `eos_token_id` (and `pad_token_id`) to `generate`, so rows that finish early are padded,
-    and use `PilishStoppingCriteria` so rows stop once they are done.
-    """
-
-    def __init__(
-        self,
-        vocab: list[str],
-        digits: str,
-        rules: str = "basic",
-        prompt_length: int = 0,
-        start_digit: int | torch.LongTensor = 0,
-        allow_punctuation: bool = True,
-        punctuation_lookahead: bool = True,
-        banned_ids: Iterable[int] = (),
-        end_ids: Iterable[int] = (),
-    ):
-        _check_rules(rules)
-        _check_digit_string(digits, "the digits to spell")
-        self.vocab_size = len(vocab)
-        self.digits = digits
-        self.rules = rules
-        self.allow_punctuation = allow_punctuation
-        self.punctuation_lookahead = punctuation_lookahead
-
-        # (Ids beyond the vocabulary are never allowed anyway, so they need no marking.)
-        banned = torch.zeros(self.vocab_size, dtype=torch.bool)
-        banned[[i for i in banned_ids if 0 <= i < self.vocab_size]] = True
-        is_end = torch.zeros(self.vocab_size, dtype=torch.bool)
-        is_end[[i for i in end_ids if 0 <= i < self.vocab_size]] = True
-
-        # Per-token facts, computed once; each step then only gathers from these tables.
-        letters = torch.tensor([letters_in(token) for token in vocab], dtype=torch.long)
-        is_word = torch.tensor([_is_word_token(token) for token in vocab], dtype=torch.bool) & ~banned
-        is_punctuation = torch.tensor([_is_punctuation_token(token) for token in vocab], dtype=torch.bool)
-        is_punctuation &= ~banned & ~is_end
-        is_closing_mark = torch.tensor([token in CLOSING_MARKS for token in vocab], dtype=torch.bool)
-        is_quote = is_punctuation & torch.tensor([all(c in QUOTES for c in token) for token in vocab])
-
-        # Digits each token spells when generated: words by their length, everything else nothing.
-        # (A >10-letter word under basic is never allowed; counting it as one digit keeps the
-        # arithmetic defined for rows that contain one anyway, e.g. in a prompt.)
-        def digits_spelled_by(n_letters: int) -> int:
-            spelled = digits_of_word(n_letters, rules)
-            return 1 if spelled is None else len(spelled)
-
-        self.digits_spelled = torch.tensor(
-            [digits_spelled_by(n) if word else 0 for n, word in zip(letters.tolist(), is_word.tolist())],
-            dtype=torch.long,
-        )
-        self.is_word = is_word
-        # What may follow each kind of token (WORD, MARK, OTHER): a mark after a word, a quote only
-        # after a mark (`said, "go!" she`, as the stories write dialogue), nothing after anything else.
-        is_mark = is_punctuation & ~is_quote
-        self.token_kind = torch.full((self.vocab_size,), OTHER, dtype=torch.long)
-        self.token_kind[is_word], self.token_kind[is_mark] = WORD, MARK
-        self.punctuation_after = torch.stack([is_mark, is_quote, torch.zeros_like(is_mark)]) & allow_punctuation
-        # What a row may take once all digits are spelled.
-        closing = (is_closing_mark & ~banned & allow_punctuation) | is_end
-        self.has_closing = bool(closing.any())
-
-        # ids_with_length[L]: the word ids with L letters; row 0 is empty and means "no word"; the
-        # last row holds the closing tokens, which is what the position after the last digit allows.
-        max_length = max(int(letters[is_word].max()) if is_word.any() else 0, 10)
-        self.ids_with_length = torch.zeros(max_length + 2, self.vocab_size, dtype=torch.bool)
-        self.ids_with_length[letters[is_word], is_word.nonzero().squeeze(1)] = True
-        self.ids_with_length[0] = False
-        self.ids_with_length[-1] = closing
-
-        available_lengths = set(letters[is_word].tolist())
-        check_spellable(available_lengths, digits, rules)
-
-        # For each position p, the one-digit and two-digit word lengths that may come next, or 0
-        # where that move is impossible or leads to a dead end. Index len(digits) (done) is all 0.
-        can_finish = _can_finish(digits, rules, available_lengths)
-        n = len(digits)
-        self.one_digit_length = torch.zeros(n + 1, dtype=torch.long)
-        self.two_digit_length = torch.zeros(n + 1, dtype=torch.long)
-        for position in range(n):
-            for length, after in _moves(digits, rules, position):
-                if length in available_lengths and can_finish[after]:
-                    target = self.one_digit_length if after == position + 1 else self.two_digit_length
-                    target[position] = length
-        self.one_digit_length[n] = len(self.ids_with_length) - 1  # done: the closing tokens
-
-        self.can_finish = can_finish
-        self.start_digit = torch.zeros((), dtype=torch.long)
-        self.restart(prompt_length, start_digit)
-
-    def restart(self, prompt_length: int, start_digit: int | torch.LongTensor) -> None:
-        """Continue from a new prompt: the caller slid the context window, so the generated part now
-        starts at `prompt_length` and `start_digit` digits were spelled before it."""
-        n = len(self.digits)
-        for start in torch.as_tensor(start_digit).flatten().tolist():
-            if not 0 <= start <= n or not self.can_finish[start]:
-                raise UserError(
-                    f"cannot continue the Pilish from digit {start} of {n}: "
-                    "start from 0 or from a digit count an earlier run reached"
-                )
-        self.prompt_length = prompt_length
-        self.start_digit = torch.as_tensor(start_digit, dtype=torch.long, device=self.start_digit.device)
-
-    # -- state ------------------------------------------------------------------------------
-
-    def _to(self, device: torch.device) -> None:
-        """Move the lookup tables to the device the model runs on (once)."""
-        if self.ids_with_length.device != device:
-            for name in (
-                "digits_spelled", "is_word", "token_kind", "punctuation_after",
-                "ids_with_length", "one_digit_length", "two_digit_length", "start_digit",
-            ):
-                setattr(self, name, getattr(self, name).to(device))
-
-    def _per_token_digits(self, input_ids: torch.LongTensor) -> torch.LongTensor:
-        """[rows, length]: digits each token spells (ids outside the vocabulary spell none)."""
-        self._to(input_ids.device)
-        inside = input_ids < self.vocab_size
-        spelled = self.digits_spelled[input_ids.clamp(0, self.vocab_size - 1)]
-        return spelled * inside
-
-    def _starts(self, rows: int) -> torch.LongTensor:
-        """start_digit for each row. A per-prompt tensor is repeated for each beam or returned
-        sequence: generate() expands rows with repeat_interleave, so a prompt's copies are adjacent."""
-        start = self.start_digit.flatten()
-        if start.numel() == 1:
-            return start.expand(rows)
-        if rows % start.numel() != 0:
-            raise ValueError(f"start_digit has {start.numel()} entries, which does not divide {rows} rows")
-        return start.repeat_interleave(rows // start.numel())
-
-    def positions(self, input_ids: torch.LongTensor) -> torch.LongTensor:
-        """[rows]: digits spelled so far by each row (start_digit + what it generated)."""
-        spelled = self._per_token_digits(input_ids[:, self.prompt_length :]).sum(dim=1)
-        return self._starts(input_ids.shape[0]) + spelled
-
-    def done(self, input_ids: torch.LongTensor) -> torch.BoolTensor:
-        """[rows]: whether each row has spelled all the digits."""
-        return self.positions(input_ids) >= len(self.digits)
-
-    # -- the mask ---------------------------------------------------------------------------
-
-    def allowed(self, input_ids: torch.LongTensor) -> torch.BoolTensor:
-        """[rows, len(vocab)]: which tokens each row may take next (a few gathers, no loop over tokens)."""
-        n = len(self.digits)
-        position = self.positions(input_ids).clamp(0, n)
-        kind = self.token_kind[input_ids[:, -1].clamp(0, self.vocab_size - 1)]
-        kind = kind.masked_fill((position == 0) | (position == n), OTHER)  # no mark first, nor after the end
-        return (
-            self.ids_with_length[self.one_digit_length[position]]
-            | self.ids_with_length[self.two_digit_length[position]]
-            | self.punctuation_after[kind]
-        )
-
-    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
-        if scores.shape[-1] < self.vocab_size:
-            raise UserError(
-                f"the model scores {scores.shape[-1]} tokens but the vocabulary has {self.vocab_size}; "
-                "use the model trained with this tokenizer"
-            )
-        allowed = self.allowed(input_ids)
-        if scores.shape[-1] > self.vocab_size:  # a model vocabulary padded beyond the tokenizer's
-            allowed = torch.nn.functional.pad(allowed, (0, scores.shape[-1] - self.vocab_size), value=False)
-        masked = torch.where(allowed, scores, float("-inf"))
-        if self.allow_punctuation and self.punctuation_lookahead:
-            masked = self._charge_punctuation(scores, allowed, masked)
-        # An earlier processor (no_repeat_ngram_size, repetition rules...) may have set every allowed
-        # token to -inf; give them a finite low score so the row still has something to choose.
-        # (Computed for every row, not under `if stuck.any()`, to avoid a device sync per step.)
-        stuck = (masked.amax(dim=1) == float("-inf"))[:, None]
-        rescued = torch.full_like(scores, float("-inf")).masked_fill(allowed, FALLBACK_SCORE)
-        # A row with nothing allowed at all (an impossible beam, or a finished row when no closing
-        # token exists) keeps its scores: all -inf would break sampling.
-        rescued = torch.where(allowed.any(dim=1, keepdim=True), rescued, scores)
-        return torch.where(stuck, rescued, masked)
+_ENGINE = ("PilishLogitsProcessor", "PilishStoppingCriteria", "PilishText", "write", "check_prompt",
+           "decoding_settings", "context_window", "nll_per_word", "finish_sentence")
 
 
-    def _charge_punctuation(self, scores, allowed, masked):
-        """Make a mark pay for the word it puts off.
-
-        Masking alone over-rewards punctuation: when the words of the needed length are unlikely,
-        a comma or a quote takes most of the renormalized probability, yet the word is still owed
-        right after it. A one-step look-ahead fixes that: a mark's score gains log W, the probability
-        the model gives the allowed words now, as an estimate of what the owed word will cost later.
-        """
-        width = scores.shape[-1]
-        is_word = torch.nn.functional.pad(self.is_word, (0, width - self.vocab_size), value=False)
-        log_probs = scores.float().log_softmax(dim=-1)
-        word_mass = torch.where(allowed & is_word, log_probs, float("-inf")).logsumexp(dim=-1, keepdim=True)
-        owes_a_word = allowed & ~is_word & (word_mass > float("-inf"))  # not at the end: nothing owed
-        return torch.where(owes_a_word, masked + word_mass.to(masked.dtype), masked)
-
-
-class PilishStoppingCriteria(StoppingCriteria):
-    """Stops each row once it has spelled all digits and, when punctuation is on, has taken its
-    closing mark (or end token) too."""
-
-    def __init__(self, processor: PilishLogitsProcessor):
-        self.processor = processor
-
-    def __call__(self, input_ids: torch.LongTensor, scores=None, **kwargs) -> torch.BoolTensor:
-        done = self.processor.done(input_ids)
-        if not self.processor.allow_punctuation or not self.processor.has_closing:
-            return done
-        last_token_is_word = self.processor._per_token_digits(input_ids[:, -1:]).squeeze(1) > 0
-        return done & ~last_token_is_word
+def __getattr__(name: str):
+    if name in _ENGINE:
+        import pilish_engine
+        return getattr(pilish_engine, name)
+    raise AttributeError(f"module 'pilish' has no attribute {name!r}")

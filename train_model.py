@@ -44,176 +44,39 @@ import signal
 import time
 from pathlib import Path
 
-from common import UserError, load_stories, load_tokenizer, pick_device, run_script
-
-# settings that must match for a checkpoint in MODEL_DIR to be resumed
-ARCHITECTURE_KEYS = ("vocab_size", "n_positions", "n_embd", "n_layer", "n_head")
-
-
-def tokenize_and_pack(dataset, tokenizer, context_length, num_proc):
-    """Tokenize every story, end each with <|endoftext|> and pack the stream into full blocks.
-
-    As in run_clm.py: no block holds padding, so no compute goes to it. The leftover tokens of each
-    batch of 1000 stories are dropped (under 0.5% of the data). `datasets` caches both maps, so a
-    second run with the same data and tokenizer skips them.
-    """
-    eot = tokenizer.eos_token_id
-
-    def tokenize(batch):
-        ids = tokenizer(batch["text"], add_special_tokens=False)["input_ids"]
-        return {"input_ids": [story + [eot] for story in ids]}
-
-    def pack(batch):
-        stream = [token for story in batch["input_ids"] for token in story]
-        usable = len(stream) - len(stream) % context_length
-        return {"input_ids": [stream[i:i + context_length] for i in range(0, usable, context_length)]}
-
-    tokens = dataset.map(tokenize, batched=True, num_proc=num_proc, remove_columns=dataset.column_names,
-                         desc="tokenizing")
-    blocks = tokens.map(pack, batched=True, num_proc=num_proc, desc=f"packing into blocks of {context_length}")
-    return blocks.with_format("torch")
-
-
-def collate_blocks(rows):
-    import torch
-    input_ids = torch.stack([row["input_ids"] for row in rows])
-    return {"input_ids": input_ids, "labels": input_ids}  # the model shifts labels itself
-
-
-def build_model(config, tokenizer):
-    from transformers import GPT2Config, GPT2LMHeadModel
-    model_config = GPT2Config(
-        vocab_size=len(tokenizer), n_positions=config.CONTEXT_LENGTH, n_embd=config.N_EMBD,
-        n_layer=config.N_LAYER, n_head=config.N_HEAD, resid_pdrop=config.DROPOUT,
-        embd_pdrop=config.DROPOUT, attn_pdrop=config.DROPOUT,
-        activation_function="gelu",  # exact GELU: one fused kernel, unlike the tanh approximation
-        bos_token_id=tokenizer.eos_token_id, eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id)
-    model_config._attn_implementation = "sdpa"  # PyTorch's fused scaled-dot-product attention
-    model = GPT2LMHeadModel(model_config)
-    # the LM head is the token embedding (tied), so checkpoints rightly lack it: tell the Trainer,
-    # which otherwise warns about a "missing key" when it resumes
-    model._keys_to_ignore_on_save = ["lm_head.weight"]
-    model.loss_type = "ForCausalLM"  # GPT2LMHeadModel's name does not say so: without this it warns
-    return model
-
-
-def count_parameters(model):
-    total = sum(p.numel() for p in model.parameters())
-    embeddings = model.transformer.wte.weight.numel() + model.transformer.wpe.weight.numel()
-    return total, total - embeddings  # the LM head shares the token embedding
-
-
-def check_resumable(checkpoint, model):
-    """A checkpoint from a run with another architecture or tokenizer cannot be resumed."""
-    saved = json.loads((Path(checkpoint) / "config.json").read_text())
-    wanted = model.config.to_dict()
-    different = [f"{key} {saved.get(key)} (now {wanted[key]})" for key in ARCHITECTURE_KEYS
-                 if saved.get(key) != wanted[key]]
-    if different:
-        raise UserError(f"{checkpoint} was trained with other settings: {', '.join(different)}; "
-                        f"use another MODEL_DIR or delete that one to start afresh")
-
-
-def load_splits(config):
-    train = load_stories(config.DATASET, split="train")
-    if config.VALID_DATASET:
-        return train, load_stories(config.VALID_DATASET, split="validation")
-    if Path(config.DATASET).expanduser().exists():  # a local set: hold out a slice
-        if not 0 < config.VALID_FRACTION < 1:
-            raise UserError("VALID_FRACTION must be between 0 and 1 (or set VALID_DATASET)")
-        if len(train) < 2:
-            raise UserError(f"{config.DATASET} has too few stories to hold out a validation slice")
-        split = train.train_test_split(test_size=config.VALID_FRACTION, seed=config.SEED)
-        return split["train"], split["test"]
-    return train, load_stories(config.DATASET, split="validation")
-
-
-def plot_loss_curve(log_history, path):
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    train = [(row["step"], row["loss"]) for row in log_history if "loss" in row]
-    valid = [(row["step"], row["eval_loss"]) for row in log_history if "eval_loss" in row]
-    figure, axes = plt.subplots(figsize=(7, 4))
-    if train:
-        axes.plot(*zip(*train), label="training loss")
-    if valid:
-        axes.plot(*zip(*valid), "o-", label="validation loss")
-    axes.set_xlabel("step")
-    axes.set_ylabel("cross-entropy (nats per token)")
-    axes.set_title("TinyStories GPT-2")
-    axes.grid(alpha=0.3)
-    axes.legend()
-    figure.tight_layout()
-    figure.savefig(path, dpi=120)
-    plt.close(figure)
-
-
-def make_guard_callback():
-    """Stops cleanly on Ctrl-C (after saving a checkpoint) and on a non-finite loss (without saving)."""
-    from transformers import TrainerCallback
-
-    class Guard(TrainerCallback):
-        interrupted = False
-        bad_loss_step = None
-
-        def on_step_end(self, args, state, control, **kwargs):
-            if self.interrupted:
-                control.should_save = True
-                control.should_training_stop = True
-
-        def on_log(self, args, state, control, logs=None, **kwargs):
-            loss = (logs or {}).get("loss")
-            if loss is not None and not math.isfinite(loss):
-                self.bad_loss_step = state.global_step
-                control.should_save = False  # never checkpoint broken weights
-                control.should_evaluate = False
-                control.should_training_stop = True
-
-    return Guard()
+import training
+from common import UserError, load_tokenizer, pick_device, run_script
 
 
 def main(config):
-    import torch
-    from transformers import Trainer, TrainingArguments, set_seed
+    from transformers import Trainer, set_seed
     from transformers.trainer_utils import get_last_checkpoint
 
     tokenizer = load_tokenizer(config.TOKENIZER_DIR)
     set_seed(config.SEED)
     device = pick_device()
-    on_cuda = device == "cuda"
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     is_main = int(os.environ.get("RANK", "0")) == 0
-
     log = print if is_main else (lambda *args, **kwargs: None)
-    # on a CPU, loader processes would take cores from the model; on a GPU they keep it fed
-    workers = config.DATALOADER_WORKERS if config.DATALOADER_WORKERS >= 0 else (4 if on_cuda else 0)
-    args = TrainingArguments(
-        output_dir=config.MODEL_DIR,
-        per_device_train_batch_size=config.BATCH_SIZE,
-        per_device_eval_batch_size=config.BATCH_SIZE,
-        gradient_accumulation_steps=config.GRADIENT_ACCUMULATION,
-        learning_rate=config.LEARNING_RATE, weight_decay=config.WEIGHT_DECAY,
-        adam_beta2=0.95, max_grad_norm=config.MAX_GRAD_NORM,
-        lr_scheduler_type="cosine", warmup_steps=config.WARMUP,
-        num_train_epochs=config.NUM_EPOCHS, max_steps=config.MAX_STEPS or -1,
-        eval_strategy="steps", save_strategy="steps", logging_strategy="steps",
-        eval_steps=1, save_steps=1, logging_steps=1,  # set once the step count is known
-        save_total_limit=config.SAVE_TOTAL_LIMIT, logging_nan_inf_filter=False,
-        # bf16 autocast where the GPU has it, fp16 on older GPUs, fp32 on CPU (bf16 is ~100x slower there)
-        bf16=on_cuda and torch.cuda.is_bf16_supported(), fp16=on_cuda and not torch.cuda.is_bf16_supported(),
-        tf32=on_cuda or None, torch_compile=config.COMPILE,
-        dataloader_num_workers=workers, dataloader_persistent_workers=workers > 0, dataloader_pin_memory=on_cuda,
-        ddp_find_unused_parameters=False, ddp_backend="gloo" if world_size > 1 and not on_cuda else None,
-        remove_unused_columns=False, report_to="none", seed=config.SEED, use_cpu=device == "cpu")
+    workers = config.DATALOADER_WORKERS if config.DATALOADER_WORKERS >= 0 else (4 if device == "cuda" else 0)
+    args = training.training_arguments(
+        config.MODEL_DIR, device=device, batch_size=config.BATCH_SIZE, learning_rate=config.LEARNING_RATE,
+        seed=config.SEED, max_steps=config.MAX_STEPS, num_epochs=config.NUM_EPOCHS,
+        gradient_accumulation=config.GRADIENT_ACCUMULATION, warmup=config.WARMUP,
+        weight_decay=config.WEIGHT_DECAY, max_grad_norm=config.MAX_GRAD_NORM, eval_steps=config.EVAL_STEPS,
+        logging_steps=config.LOGGING_STEPS, save_total_limit=config.SAVE_TOTAL_LIMIT, compile=config.COMPILE,
+        workers=workers, world_size=world_size)
 
     with args.main_process_first(desc="tokenizing"):  # other ranks then read the cache
-        train_stories, valid_stories = load_splits(config)
+        try:
+            train_stories, valid_stories = training.load_splits(
+                config.DATASET, config.VALID_DATASET, config.VALID_FRACTION, config.SEED)
+        except ValueError as error:
+            raise UserError(str(error)) from None
         num_proc = config.NUM_PROC or (min(os.cpu_count() or 1, 8) if len(train_stories) > 100_000 else None)
         started = time.perf_counter()
-        train_blocks = tokenize_and_pack(train_stories, tokenizer, config.CONTEXT_LENGTH, num_proc)
-        valid_blocks = tokenize_and_pack(valid_stories, tokenizer, config.CONTEXT_LENGTH, num_proc)
+        train_blocks = training.tokenize_and_pack(train_stories, tokenizer, config.CONTEXT_LENGTH, num_proc)
+        valid_blocks = training.tokenize_and_pack(valid_stories, tokenizer, config.CONTEXT_LENGTH, num_proc)
         tokenize_seconds = time.perf_counter() - started
     if len(train_blocks) == 0 or len(valid_blocks) == 0:
         which = "training" if len(train_blocks) == 0 else "validation"
@@ -222,27 +85,31 @@ def main(config):
     block_tokens = config.CONTEXT_LENGTH * config.BATCH_SIZE * config.GRADIENT_ACCUMULATION * world_size
     steps_per_epoch = max(1, len(train_blocks) // (config.BATCH_SIZE * config.GRADIENT_ACCUMULATION * world_size))
     total_steps = config.MAX_STEPS or math.ceil(steps_per_epoch * config.NUM_EPOCHS)
-    args.eval_steps = args.save_steps = config.EVAL_STEPS or max(1, total_steps // 5)
-    args.logging_steps = config.LOGGING_STEPS or max(1, min(args.eval_steps, total_steps // 50))
 
-    model = build_model(config, tokenizer)
-    total, non_embedding = count_parameters(model)
+    model = training.build_model(
+        len(tokenizer), context_length=config.CONTEXT_LENGTH, n_embd=config.N_EMBD, n_layer=config.N_LAYER,
+        n_head=config.N_HEAD, dropout=config.DROPOUT, eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id)
+    total, non_embedding = training.count_parameters(model)
     log(f"data: {len(train_blocks):,} training blocks and {len(valid_blocks):,} validation blocks of "
         f"{config.CONTEXT_LENGTH} tokens (tokenized in {tokenize_seconds:.1f} s)")
     log(f"model: {total / 1e6:.2f}M parameters, {non_embedding / 1e6:.2f}M outside the embeddings; "
         f"vocabulary {len(tokenizer):,}" + ("" if len(tokenizer) >= 30000 else
         " (smaller than the default 30k, so the model is too)"))
-    precision = "bf16" if args.bf16 else "fp16" if args.fp16 else "fp32"
+    precision = training.precision(device)
     log(f"device: {device} x {world_size}, {precision}; {total_steps:,} steps of {block_tokens:,} tokens")
 
     checkpoint = get_last_checkpoint(config.MODEL_DIR) if Path(config.MODEL_DIR).is_dir() else None
     if checkpoint:
-        check_resumable(checkpoint, model)
+        try:
+            training.check_resumable(checkpoint, model)
+        except ValueError as error:
+            raise UserError(str(error)) from None
         log(f"resuming from {checkpoint}")
 
-    guard = make_guard_callback()
+    guard = training.make_guard_callback()
     trainer = Trainer(model=model, args=args, train_dataset=train_blocks, eval_dataset=valid_blocks,
-                      data_collator=collate_blocks, processing_class=tokenizer, callbacks=[guard])
+                      data_collator=training.collate_blocks, processing_class=tokenizer, callbacks=[guard])
 
     def on_interrupt(signum, frame):
         if guard.interrupted:  # a second Ctrl-C stops at once
@@ -284,7 +151,7 @@ def main(config):
         "log_history": trainer.state.log_history,
     }
     Path(config.MODEL_DIR, "metrics.json").write_text(json.dumps(metrics, indent=1))
-    plot_loss_curve(trainer.state.log_history, Path(config.MODEL_DIR, "loss_curve.png"))
+    training.plot_loss_curve(trainer.state.log_history, Path(config.MODEL_DIR, "loss_curve.png"))
     log(f"validation loss {evaluation['eval_loss']:.3f} (perplexity {math.exp(evaluation['eval_loss']):.1f}); "
         f"{metrics['tokens_per_second'] or 0:,.0f} tokens/s over {wall_seconds:.0f} s")
     log(f"saved model, tokenizer, metrics.json and loss_curve.png to {config.MODEL_DIR}/ -- "

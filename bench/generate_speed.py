@@ -5,7 +5,7 @@
     python bench/generate_speed.py --num_digits_long=300 --record=false   # a quick check
 
 Batch of one, KV cache on. Free sampling is forced to write exactly NEW_TOKENS tokens; the Pilish runs
-go through pilish_generate.write_pilish with pilish_generate's defaults (no-repeat 3-grams, repetition
+go through pilish.write with pilish_generate's defaults (no-repeat 3-grams, repetition
 penalty, sliding window) and spell as many digits as make about NEW_TOKENS tokens; their speed is
 counted over the tokens they actually wrote. Each sampling row is measured with torch's default
 thread count and with one thread: on 2 cores a batch-1 step is too small to split well.
@@ -27,14 +27,10 @@ OVERHEAD_GOAL = 1.2  # Pilish sampling may cost at most this many times free sam
 RECORD = True  # append the results to BENCHMARKS.md
 SEED = 42  # repeat r uses seed SEED + r for every row
 
-import sys
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repo root: common, pilish_generate, ...
-
-from _bench import median, report  # noqa: E402
-from common import UserError, configure, join_tokens, load_model, run_script  # noqa: E402
+from _bench import median, report  # first: it puts the repo root on sys.path
+from common import UserError, load_model, run_script
 
 
 def free_sample(model, tokenizer, config):
@@ -50,12 +46,10 @@ def free_sample(model, tokenizer, config):
 
 
 def pilish_run(model, tokenizer, digits, settings):
-    """One Pilish text through pilish_generate: the tokens it wrote and whether it spells `digits`."""
-    import pilish_generate
-    from pilish import verify
-    generated = pilish_generate.write_pilish(model, tokenizer, digits, settings)
-    text = pilish_generate.finish_sentence(join_tokens(tokenizer.convert_ids_to_tokens(generated)))
-    return len(generated), verify(text, digits, settings.RULES).ok
+    """One Pilish text through pilish.write: the tokens it wrote and whether it spells `digits`."""
+    import pilish
+    written = pilish.write(model, tokenizer, digits, **settings)
+    return len(written.ids), written.verification.ok
 
 
 def timed(run, seed):
@@ -73,6 +67,7 @@ def main(config):
     import torch
     import transformers
 
+    import pilish
     import pilish_generate
     from pilish import get_digits
 
@@ -88,14 +83,17 @@ def main(config):
     default_threads = torch.get_num_threads()
     thread_counts = [default_threads] + ([1] if default_threads > 1 else [])
 
-    def pilish_settings(*overrides):
-        return configure(vars(pilish_generate), [
-            f"--temperature={config.TEMPERATURE}", f"--top_k={config.TOP_K}", f"--top_p={config.TOP_P}",
-            f"--num_beams={config.NUM_BEAMS}", *overrides])
+    def pilish_settings(decoding, num_beams=config.NUM_BEAMS, no_repeat_ngram_size=pilish_generate.NO_REPEAT_NGRAM_SIZE,
+                        repetition_penalty=pilish_generate.REPETITION_PENALTY):
+        """pilish.write's arguments: pilish_generate's defaults, this benchmark's sampling settings."""
+        return dict(rules=pilish_generate.RULES, allow_punctuation=pilish_generate.ALLOW_PUNCTUATION,
+                    punctuation_lookahead=pilish_generate.PUNCTUATION_LOOKAHEAD,
+                    **pilish.decoding_settings(decoding, num_beams, config.TEMPERATURE, config.TOP_K, config.TOP_P,
+                                               no_repeat_ngram_size, repetition_penalty))
 
-    sample = pilish_settings("--decoding=sample")
-    sample_free_rules = pilish_settings("--decoding=sample", "--no_repeat_ngram_size=0", "--repetition_penalty=1.0")
-    beam = pilish_settings("--decoding=beam")
+    sample = pilish_settings("sample")
+    sample_free_rules = pilish_settings("sample", no_repeat_ngram_size=0, repetition_penalty=1.0)
+    beam = pilish_settings("beam")
 
     # Warm-up, which also calibrates: how many digits make about NEW_TOKENS Pilish tokens
     timed(lambda: free_sample(model, tokenizer, config), config.SEED)
@@ -141,15 +139,15 @@ def main(config):
     beam_ms = {threads: ms_per_token(index) for index, (label, threads, _) in enumerate(rows_to_run)
                if label.startswith("Pilish beam")}
     long_threads = config.LONG_RUN_THREADS or min(beam_ms, key=beam_ms.get)
-    long_settings = configure(vars(pilish_generate), [f"--num_digits={config.NUM_DIGITS_LONG}"])
-    print(f"  one {config.NUM_DIGITS_LONG:,}-digit run ({long_settings.DECODING}, {long_settings.NUM_BEAMS} beams, "
+    long_settings = pilish_settings(pilish_generate.DECODING, num_beams=pilish_generate.NUM_BEAMS)
+    print(f"  one {config.NUM_DIGITS_LONG:,}-digit run ({pilish_generate.DECODING}, {pilish_generate.NUM_BEAMS} beams, "
           f"{long_threads} thread{'s' * (long_threads > 1)}) ...")
     torch.set_num_threads(long_threads)
     seconds, tokens, exact = timed(
         lambda: pilish_run(model, tokenizer, get_digits("pi", config.NUM_DIGITS_LONG), long_settings), config.SEED)
     torch.set_num_threads(default_threads)
     long_vs_free = f"{1000 * seconds / tokens / free_ms[long_threads]:.2f}x" if long_threads in free_ms else ""
-    rows.append([f"Pilish {long_settings.DECODING} {long_settings.NUM_BEAMS}, {config.NUM_DIGITS_LONG:,} digits "
+    rows.append([f"Pilish {pilish_generate.DECODING} {pilish_generate.NUM_BEAMS}, {config.NUM_DIGITS_LONG:,} digits "
                  f"({seconds:.0f} s)", long_threads, tokens, f"{tokens / seconds:,.0f}",
                  f"{1000 * seconds / tokens:.2f}", long_vs_free, "✓" if exact else "✗"])
 
@@ -160,7 +158,8 @@ def main(config):
     notes = [
         f"Pilish sampling overhead per token (goal ≤ {config.OVERHEAD_GOAL}x free sampling): {verdict}",
         f"medians of {config.REPEATS}; Pilish rows spell {num_digits} digits of pi with pilish_generate's defaults "
-        f"(no_repeat_ngram_size {sample.NO_REPEAT_NGRAM_SIZE}, repetition_penalty {sample.REPETITION_PENALTY}, "
+        f"(no_repeat_ngram_size {pilish_generate.NO_REPEAT_NGRAM_SIZE}, "
+        f"repetition_penalty {pilish_generate.REPETITION_PENALTY}, "
         f"window of {model.config.n_positions} tokens sliding every {model.config.n_positions // 4}); "
         f"beam rows count the tokens of the text returned",
         *([f"threads: free sampling takes {free_ms[default_threads]:.2f} ms/token with {default_threads} threads "

@@ -26,15 +26,12 @@ RECORD = True  # append the results to BENCHMARKS.md
 SEED = 42  # training seed and first generation seed
 
 import json
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repo root: common, train_model, ...
-
-from _bench import data_file, median, report  # noqa: E402
-from common import UserError, configure, join_tokens, load_model, load_stories, run_script  # noqa: E402
+from _bench import data_file, median, report  # first: it puts the repo root on sys.path
+from common import UserError, configure, load_model, load_stories, run_script
 
 
 def train(config, train_path, valid_path, folder):
@@ -64,28 +61,33 @@ def distinct_trigrams(words):
     return len(set(trigrams)) / len(trigrams) if trigrams else float("nan")
 
 
-def score(model, tokenizer, ids, config, context_length):
+def score(model, tokenizer, ids, config):
     """(NLL per word under the model alone, distinct 3-grams over the first NUM_DIGITS words).
 
-    pilish_generate.nll_per_word scores the tokens after an <|endoftext|> and counts the words without
-    the special tokens, so the validation text (stories separated by <|endoftext|>) scores the same way.
+    pilish.nll_per_word scores the tokens after an <|endoftext|> and counts the words without the
+    special tokens, so the validation text (stories separated by <|endoftext|>) scores the same way.
     """
-    import pilish_generate
-    nll = pilish_generate.nll_per_word(model, tokenizer, (), list(ids), context_length)
+    import pilish
+    nll = pilish.nll_per_word(model, tokenizer, list(ids))
     return nll, distinct_trigrams(text_words(tokenizer, ids)[:config.NUM_DIGITS])
 
 
-def pilish_texts(model, tokenizer, digits, settings, seeds):
-    """[(token ids, exact)] of one Pilish text per seed, through pilish_generate.write_pilish."""
-    import pilish_generate
-    from pilish import verify
+def pilish_texts(model, tokenizer, digits, seeds, decoding, num_beams, **options):
+    """[(token ids, exact)] of one Pilish text per seed, through pilish.write with pilish_generate's
+    defaults but for `decoding`, `num_beams` and `options` (e.g. allow_punctuation=False)."""
+    import pilish
+    import pilish_generate as defaults
     from transformers import set_seed
+    settings = dict(rules=defaults.RULES, allow_punctuation=defaults.ALLOW_PUNCTUATION,
+                    punctuation_lookahead=defaults.PUNCTUATION_LOOKAHEAD)
+    settings.update(options)
+    settings.update(pilish.decoding_settings(decoding, num_beams, defaults.TEMPERATURE, defaults.TOP_K, defaults.TOP_P,
+                                             defaults.NO_REPEAT_NGRAM_SIZE, defaults.REPETITION_PENALTY))
     texts = []
     for seed in seeds:
         set_seed(seed)
-        generated = pilish_generate.write_pilish(model, tokenizer, digits, settings)
-        text = pilish_generate.finish_sentence(join_tokens(tokenizer.convert_ids_to_tokens(generated)))
-        texts.append((generated, verify(text, digits, settings.RULES).ok))
+        written = pilish.write(model, tokenizer, digits, **settings)
+        texts.append((written.ids, written.verification.ok))
     return texts
 
 
@@ -95,8 +97,7 @@ def free_samples(model, tokenizer, config, seeds):
     import torch
     from transformers import set_seed
 
-    import generate
-    settings = configure(vars(generate), [])
+    import generate as settings  # its default sampling settings
     start = torch.tensor([[tokenizer.eos_token_id]], device=model.device)
     texts = []
     for seed in seeds:
@@ -133,7 +134,6 @@ def main(config):
     import torch
     import transformers
 
-    import pilish_generate
     import train_tokenizer
     from pilish import get_digits
 
@@ -155,7 +155,6 @@ def main(config):
     if not metrics_file.is_file():
         raise UserError(f"no metrics.json in {model_dir}: train it with train_model.py (or leave MODEL_DIR empty)")
     metrics = json.loads(metrics_file.read_text())
-    context_length = model.config.n_positions
 
     started = time.perf_counter()
     valid_stories = load_stories(str(valid_path))
@@ -163,21 +162,18 @@ def main(config):
     digits = get_digits("pi", config.NUM_DIGITS)
     seeds = [config.SEED + i for i in range(config.NUM_SEEDS)]
 
-    def pilish_settings(*overrides):
-        return configure(vars(pilish_generate), [f"--num_digits={config.NUM_DIGITS}",
-                                                 f"--num_beams={config.NUM_BEAMS}", *overrides])
-
+    beams = config.NUM_BEAMS
     settings = [  # (label, [(ids, exact)])
         ("Pilish sample, no punctuation", lambda: pilish_texts(
-            model, tokenizer, digits, pilish_settings("--decoding=sample", "--allow_punctuation=false"), seeds)),
+            model, tokenizer, digits, seeds, "sample", beams, allow_punctuation=False)),
         ("Pilish sample, punctuation", lambda: pilish_texts(
-            model, tokenizer, digits, pilish_settings("--decoding=sample", "--allow_punctuation=true"), seeds)),
-        (f"Pilish beam {config.NUM_BEAMS}, punctuation (deterministic)", lambda: pilish_texts(
-            model, tokenizer, digits, pilish_settings("--decoding=beam", "--allow_punctuation=true"), seeds[:1])),
+            model, tokenizer, digits, seeds, "sample", beams, allow_punctuation=True)),
+        (f"Pilish beam {beams}, punctuation (deterministic)", lambda: pilish_texts(
+            model, tokenizer, digits, seeds[:1], "beam", beams, allow_punctuation=True)),
         ("Pilish sample, punctuation, no look-ahead", lambda: pilish_texts(
-            model, tokenizer, digits, pilish_settings("--decoding=sample", "--punctuation_lookahead=false"), seeds)),
-        (f"Pilish beam {config.NUM_BEAMS}, punctuation, no look-ahead", lambda: pilish_texts(
-            model, tokenizer, digits, pilish_settings("--decoding=beam", "--punctuation_lookahead=false"), seeds[:1])),
+            model, tokenizer, digits, seeds, "sample", beams, punctuation_lookahead=False)),
+        (f"Pilish beam {beams}, punctuation, no look-ahead", lambda: pilish_texts(
+            model, tokenizer, digits, seeds[:1], "beam", beams, punctuation_lookahead=False)),
         (f"free sample, {config.FREE_TOKENS} tokens (reference)",
          lambda: free_samples(model, tokenizer, config, seeds)),
         (f"validation text, {config.VALID_WORDS} words (reference)",
@@ -188,7 +184,7 @@ def main(config):
     with torch.inference_mode():
         for label, make in settings:
             texts = make()
-            scores = [score(model, tokenizer, ids, config, context_length) for ids, _ in texts]
+            scores = [score(model, tokenizer, ids, config) for ids, _ in texts]
             nlls = [nll for nll, _ in scores]
             exact = [ok for _, ok in texts]
             rows.append([label, len(texts), f"{median(nlls):.3f} ({min(nlls):.3f}–{max(nlls):.3f})",
@@ -205,7 +201,7 @@ def main(config):
         f"({valid_path.name}); training loss {metrics.get('train_loss', float('nan')):.3f}",
         f"[UNK] rate of {valid_path.name}'s words: {unk:.2%} of {valid_word_count:,}",
         f"NLL/word: nats per word (punctuation tokens' NLL included) under the model alone, after "
-        f"<|endoftext|>, through pilish_generate.nll_per_word; distinct 3-grams over each text's first "
+        f"<|endoftext|>, through pilish.nll_per_word; distinct 3-grams over each text's first "
         f"{config.NUM_DIGITS} words; {config.NUM_DIGITS} digits of pi, pilish_generate's other defaults",
         f"time: training {train_seconds:.0f} s" + (" (reused MODEL_DIR)" if config.MODEL_DIR else "")
         + f", scoring {score_seconds:.0f} s",

@@ -27,29 +27,14 @@ SEED = 42  # same seed, same batches and initial weights in every repeat
 
 import contextlib
 import io
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repo root: common, train_model, ...
-
-from _bench import data_file, matmul_peak, median, report  # noqa: E402
-from common import UserError, configure, load_stories, load_tokenizer, pick_device, run_script  # noqa: E402
-
-
-class WideVocabulary:
-    """The tokenizer as build_model sees it, but `len()` says VOCAB_SIZE: build_model sizes the model
-    from len(tokenizer), so this builds train_model's exact model with a 30k output layer."""
-
-    def __init__(self, tokenizer, size):
-        self._tokenizer, self._size = tokenizer, size
-
-    def __len__(self):
-        return self._size
-
-    def __getattr__(self, name):
-        return getattr(self._tokenizer, name)
+from _bench import data_file, matmul_peak, median, report  # first: it puts the repo root on sys.path
+import train_model  # its settings: the model and learning rate measured here
+import training
+from common import UserError, configure, load_stories, load_tokenizer, pick_device, run_script
 
 
 def whole_stories(path, folder):
@@ -102,18 +87,17 @@ def count_real_tokens(model):
     return counts
 
 
-def training_arguments(output_dir, config, total_steps, ours, on_cuda):
-    import torch
+def training_arguments(output_dir, config, total_steps, ours, device):
+    """Ours: train_model.py's recipe (training.training_arguments). Tutorial: the Trainer's defaults, fp32."""
     from transformers import TrainingArguments
-    mixed = dict(bf16=on_cuda and torch.cuda.is_bf16_supported(),
-                 fp16=on_cuda and not torch.cuda.is_bf16_supported(), tf32=on_cuda or None) if ours else {}
+    if ours:
+        return training.training_arguments(output_dir, device=device, batch_size=config.BATCH_SIZE,
+                                           learning_rate=train_model.LEARNING_RATE, seed=config.SEED,
+                                           max_steps=total_steps, checkpoints=False)
     return TrainingArguments(
         output_dir=output_dir, per_device_train_batch_size=config.BATCH_SIZE, max_steps=total_steps,
         save_strategy="no", eval_strategy="no", logging_strategy="no", report_to="none",
-        disable_tqdm=True, seed=config.SEED, use_cpu=not on_cuda, dataloader_pin_memory=on_cuda,
-        remove_unused_columns=not ours,  # as train_model.py (ours) and as the Trainer's default (tutorial)
-        **({"learning_rate": 2e-3, "adam_beta2": 0.95, "weight_decay": 0.1, "lr_scheduler_type": "cosine"}
-           if ours else {}), **mixed)
+        disable_tqdm=True, seed=config.SEED, use_cpu=device == "cpu", dataloader_pin_memory=device == "cuda")
 
 
 def measure(model, dataset, collator, args, config):
@@ -165,7 +149,6 @@ def main(config):
     import transformers
     from transformers import DataCollatorForLanguageModeling, GPT2Config, GPT2LMHeadModel, set_seed
 
-    import train_model
     import train_tokenizer
 
     if min(config.BATCH_SIZE, config.STEPS, config.REPEATS) < 1 or config.WARMUP_STEPS < 0:
@@ -190,8 +173,7 @@ def main(config):
         tokenizer = load_tokenizer(f"{work.name}/tokenizer")
     if len(tokenizer) > config.VOCAB_SIZE:
         raise UserError(f"the tokenizer has {len(tokenizer):,} tokens, more than VOCAB_SIZE={config.VOCAB_SIZE:,}")
-    model_config = configure(vars(train_model), [f"--batch_size={config.BATCH_SIZE}"])
-    context = model_config.CONTEXT_LENGTH
+    context = train_model.CONTEXT_LENGTH
 
     # Tokenizing: ours (map + pack, as train_model.py) and the tutorial's padded map, each from a
     # fresh cache folder, REPEATS times.
@@ -199,7 +181,7 @@ def main(config):
     for _ in range(config.REPEATS):
         stories = fresh_stories(train_path, work.name)
         started = time.perf_counter()
-        blocks = train_model.tokenize_and_pack(stories, tokenizer, context, None)
+        blocks = training.tokenize_and_pack(stories, tokenizer, context, None)
         pack_seconds.append(time.perf_counter() - started)
         started = time.perf_counter()
         padded = tutorial_tokenize(stories, tokenizer, context)
@@ -214,13 +196,16 @@ def main(config):
 
     def our_model():
         set_seed(config.SEED)
-        return train_model.build_model(model_config, WideVocabulary(tokenizer, config.VOCAB_SIZE))
+        return training.build_model(  # train_model.py's model, with a VOCAB_SIZE-wide output layer
+            config.VOCAB_SIZE, context_length=context, n_embd=train_model.N_EMBD, n_layer=train_model.N_LAYER,
+            n_head=train_model.N_HEAD, dropout=train_model.DROPOUT, eos_token_id=tokenizer.eos_token_id,
+            pad_token_id=tokenizer.pad_token_id)
 
     def tutorial_model():
         set_seed(config.SEED)
         return GPT2LMHeadModel(GPT2Config(vocab_size=config.VOCAB_SIZE, n_positions=context,
-                                          n_embd=model_config.N_EMBD, n_layer=model_config.N_LAYER,
-                                          n_head=model_config.N_HEAD))
+                                          n_embd=train_model.N_EMBD, n_layer=train_model.N_LAYER,
+                                          n_head=train_model.N_HEAD))
 
     tutorial_collator = DataCollatorForLanguageModeling(tokenizer, mlm=False)  # pad labels become -100
     probe = our_model()
@@ -237,10 +222,10 @@ def main(config):
     ours, tutorial, ratios, peaks = [], [], [], []
     for repeat in range(config.REPEATS):
         peaks.append(matmul_peak(device, dtype, size))
-        ours.append(measure(our_model(), blocks, train_model.collate_blocks,
-                            training_arguments(f"{work.name}/ours", config, total_steps, True, on_cuda), config))
+        ours.append(measure(our_model(), blocks, training.collate_blocks,
+                            training_arguments(f"{work.name}/ours", config, total_steps, True, device), config))
         tutorial.append(measure(tutorial_model(), padded, tutorial_collator,
-                                training_arguments(f"{work.name}/tutorial", config, total_steps, False, on_cuda),
+                                training_arguments(f"{work.name}/tutorial", config, total_steps, False, device),
                                 config))
         ratios.append(ours[-1] / tutorial[-1])
         print(f"  repeat {repeat + 1}/{config.REPEATS}: ours {ours[-1]:,.0f}, tutorial {tutorial[-1]:,.0f} "

@@ -1,5 +1,4 @@
 import os
-import sys
 import tempfile
 from pathlib import Path
 
@@ -13,9 +12,7 @@ os.environ["HF_ENDPOINT"] = "http://127.0.0.1:9"
 os.environ.pop("HF_HUB_OFFLINE", None)
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+ROOT = Path(__file__).resolve().parent.parent  # on sys.path through pytest.ini's pythonpath, as is tests/
 
 import pytest  # noqa: E402
 

@@ -48,3 +48,31 @@ def test_command_line_error_is_one_line_and_non_zero(arg):
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ")
     assert "--dataset" in lines[0] or "integer" in lines[0]  # lists the valid names / says the type
+
+
+@pytest.mark.parametrize("script", ["train_tokenizer", "train_model", "generate", "pilish_generate"])
+def test_help_lists_every_setting_with_its_comment(script):
+    import importlib
+    module = importlib.import_module(script)
+    source = (ROOT / f"{script}.py").read_text(encoding="utf-8")
+    result = subprocess.run([sys.executable, f"{script}.py", "--help"], cwd=ROOT, capture_output=True, text=True)
+    assert result.returncode == 0
+    settings = configure(vars(module), [])
+    assert len(vars(settings)) >= 5
+    for name, value in vars(settings).items():
+        line = next(line for line in source.splitlines() if line.startswith(f"{name} = "))
+        comment = line.split("  # ", 1)[1]
+        assert f"--{name.lower()}={value!r}\n      {comment}\n" in result.stdout
+
+
+def test_help_and_check_file_need_neither_torch_nor_transformers(tmp_path):
+    text = tmp_path / "pilish.txt"
+    text.write_text("How I need a drink, alcoholic in nature!\n")
+    blocked = ("import runpy, sys\n"
+               "sys.modules['torch'] = sys.modules['transformers'] = None  # importing either now fails\n"
+               "sys.argv = ['pilish_generate.py', *sys.argv[1:]]\n"
+               "runpy.run_path('pilish_generate.py', run_name='__main__')\n")
+    for argv, expected in [(["--help"], "--check_file"), ([f"--check_file={text}"], "✓ 8/8 digits of pi")]:
+        result = subprocess.run([sys.executable, "-c", blocked, *argv], cwd=ROOT, capture_output=True, text=True)
+        assert result.returncode == 0, result.stderr
+        assert expected in result.stdout

@@ -4,7 +4,8 @@ import sys
 import pytest
 
 import pilish_generate
-from common import UserError, configure, load_model
+import pilish
+from common import load_model
 from conftest import ROOT, run_main
 from pilish import WORD_RE, get_digits, letters_in, verify
 
@@ -28,15 +29,15 @@ def test_check_file_verifies_without_a_model(tmp_path):
     assert lines[1].startswith("✗ 4/15 digits of pi") and '"drinks"' in lines[1]
 
 
-@pytest.mark.parametrize("arg, words", [("--digits=12a", "12a"), ("--rules=fancy", "RULES"),
-                                        ("--decoding=greedy", "DECODING"), ("--num_digits=0", "at least 1")])
+@pytest.mark.parametrize("arg, words", [("--digits=12a", "12a"), ("--rules=fancy", "basic, standard"),
+                                        ("--decoding=greedy", "beam, sample"), ("--num_digits=0", "at least 1")])
 def test_bad_settings_are_one_line_errors(model_dir, arg, words):
     result = run_script(f"--model_dir={model_dir}", arg)
     assert result.returncode != 0 and result.stderr.count("\n") == 1 and words in result.stderr
 
 
 def test_prompt_that_breaks_the_digits_says_where(model_dir):
-    with pytest.raises(UserError, match='prompt does not follow the digits: word 1 "hello" has 5 letters but digit 1 of the sequence is 3'):
+    with pytest.raises(pilish.PilishError, match='prompt does not follow the digits: word 1 "hello" has 5 letters but digit 1 of the sequence is 3'):
         run_main(pilish_generate, [f"--model_dir={model_dir}", "--prompt=hello world"])
     result = run_script(f"--model_dir={model_dir}", "--prompt=hello world")
     assert result.returncode != 0 and result.stderr.count("\n") == 1
@@ -90,8 +91,51 @@ def test_sliding_window_keeps_a_long_text_exact(model_dir):
     assert model.config.n_positions == 32
     digits = get_digits("pi", 150)
     for decoding in ("sample", "beam"):
-        config = configure(vars(pilish_generate), [f"--decoding={decoding}"])
-        generated = pilish_generate.write_pilish(model, tokenizer, digits, config)
-        assert len(generated) > 4 * 32  # several contexts long
-        text = " ".join(tokenizer.convert_ids_to_tokens(generated))
+        written = pilish.write(model, tokenizer, digits, **pilish.decoding_settings(decoding))
+        assert len(written.ids) > 4 * 32  # several contexts long
+        assert written.verification.ok and written.prompt_digits == 0
+        text = " ".join(tokenizer.convert_ids_to_tokens(written.ids))
         assert verify(text, digits, "basic").ok
+
+
+def test_write_continues_a_prompt_and_returns_text_ids_and_positions(model_dir):
+    model, tokenizer = load_model(model_dir)
+    digits = get_digits("pi", 12)
+    written = pilish.write(model, tokenizer, digits, prompt="Tom, a ball", **pilish.decoding_settings("beam", 2))
+    assert written.prompt_digits == 3 and written.prompt_ids == tokenizer.convert_tokens_to_ids(["tom", ",", "a", "ball"])
+    assert written.text.startswith("tom, a ball") and written.verification.ok
+    assert written.verification == verify(written.text, digits, "basic")
+    generated_words = [w for w in tokenizer.convert_ids_to_tokens(written.ids) if letters_in(w)]
+    assert [letters_in(w) % 10 for w in generated_words] == [int(d) for d in digits[3:]]  # prompt not included
+
+
+@pytest.mark.parametrize("options, message", [
+    ({"prompt": "hello world"}, "prompt does not follow the digits"),
+    ({"window": 3}, "too short"),
+    ({"rules": "fancy"}, "unknown Pilish rules"),
+])
+def test_write_raises_pilish_errors_that_are_value_errors(model_dir, options, message):
+    model, tokenizer = load_model(model_dir)
+    with pytest.raises(pilish.PilishError, match=message) as raised:
+        pilish.write(model, tokenizer, "31415", **options)
+    assert isinstance(raised.value, ValueError)
+
+
+def test_write_fails_fast_when_the_processor_makes_no_progress(model_dir, monkeypatch):
+    import pilish_engine
+    model, tokenizer = load_model(model_dir)
+    # a broken processor that never counts a digit: write must stop at once, not loop for ever
+    monkeypatch.setattr(pilish_engine.PilishLogitsProcessor, "positions",
+                        lambda self, input_ids: self._starts(input_ids.shape[0]))
+    with pytest.raises(RuntimeError, match="no progress at digit 0"):
+        pilish.write(model, tokenizer, get_digits("pi", 50), do_sample=False)
+
+
+def test_decoding_settings_reach_generate():
+    assert pilish.decoding_settings("beam", 4, no_repeat_ngram_size=0, repetition_penalty=1.0) == dict(
+        do_sample=False, num_beams=4, early_stopping=True, no_repeat_ngram_size=None, repetition_penalty=None)
+    assert pilish.decoding_settings("sample", temperature=0.5, top_k=0, top_p=0.9, no_repeat_ngram_size=2,
+                                    repetition_penalty=1.3) == dict(
+        do_sample=True, temperature=0.5, top_k=None, top_p=0.9, no_repeat_ngram_size=2, repetition_penalty=1.3)
+    with pytest.raises(pilish.PilishError, match="decoding must be one of beam, sample"):
+        pilish.decoding_settings("greedy")

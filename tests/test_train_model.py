@@ -7,6 +7,7 @@ import pytest
 from transformers import AutoModelForCausalLM, AutoTokenizer, pipeline
 
 import train_model
+import training
 from common import UserError, load_stories
 from conftest import ROOT, TINY_MODEL, run_main
 
@@ -41,7 +42,7 @@ def test_saved_folder_loads_through_the_auto_classes_and_pipeline(model_dir):
 def test_packing_makes_full_blocks_with_endoftext_between_stories(corpus_file, tokenizer_dir):
     tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
     stories = load_stories(str(corpus_file)).select(range(30))
-    blocks = train_model.tokenize_and_pack(stories, tokenizer, 16, None)
+    blocks = training.tokenize_and_pack(stories, tokenizer, 16, None)
     stream = [token for story in tokenizer(list(stories["text"]), add_special_tokens=False)["input_ids"]
               for token in story + [tokenizer.eos_token_id]]
     assert all(len(block) == 16 for block in blocks["input_ids"])
@@ -116,3 +117,26 @@ def test_ctrl_c_saves_a_checkpoint_and_the_next_run_resumes(corpus_file, tokeniz
     step = int(checkpoints[0].name.split("-")[1])
     assert 0 < step < 100000 and (checkpoints[0] / "optimizer.pt").is_file()
     assert not (tmp_path / "model.safetensors").exists()  # a checkpoint, not a finished model
+
+
+def test_build_model_takes_explicit_sizes_and_ties_the_output_layer():
+    model = training.build_model(1000, context_length=16, n_embd=32, n_layer=1, n_head=2, dropout=0.1,
+                                 eos_token_id=2, pad_token_id=0)
+    c = model.config
+    assert (c.vocab_size, c.n_positions, c.n_embd, c.n_layer, c.n_head, c.resid_pdrop) == (1000, 16, 32, 1, 2, 0.1)
+    assert (c.eos_token_id, c.bos_token_id, c.pad_token_id) == (2, 2, 0)
+    assert model.lm_head.weight is model.transformer.wte.weight
+    total, non_embedding = training.count_parameters(model)
+    assert total - non_embedding == 1000 * 32 + 16 * 32
+
+
+def test_training_arguments_are_built_once_with_shares_of_the_run(tmp_path):
+    args = training.training_arguments(tmp_path, device="cpu", batch_size=8, learning_rate=1e-3, max_steps=50)
+    assert (args.eval_steps, args.save_steps, args.logging_steps) == (0.2, 0.2, 0.02)  # 5 evals, ~50 logs
+    assert (args.max_steps, args.per_device_train_batch_size, args.learning_rate) == (50, 8, 1e-3)
+    assert not args.bf16 and not args.fp16 and args.prediction_loss_only
+    args = training.training_arguments(tmp_path, device="cpu", batch_size=8, learning_rate=1e-3, eval_steps=7,
+                                       logging_steps=3)
+    assert (args.eval_steps, args.save_steps, args.logging_steps, args.max_steps) == (7, 7, 3, -1)
+    args = training.training_arguments(tmp_path, device="cpu", batch_size=8, learning_rate=1e-3, checkpoints=False)
+    assert args.save_strategy == "no" and args.eval_strategy == "no"

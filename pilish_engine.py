@@ -1,0 +1,356 @@
+"""The Pilish writing engine: a LogitsProcessor that lets a model write only Pilish, the stopping
+criteria that end a text once its digits are spelled, and `write`, which drives `model.generate`
+through texts of any length by sliding the context window.
+
+Import it through `pilish` (`pilish.write`, `pilish.PilishLogitsProcessor`): the rules, digits and
+verifier there need no torch, this module does.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Iterable
+
+import torch
+from transformers import LogitsProcessor, StoppingCriteria
+
+from common import detokenize, split_words, token_nll
+from pilish import (CLOSING_MARKS, DECODINGS, FALLBACK_SCORE, MARK, OTHER, QUOTES, WORD, PilishError,
+                    Verification, _can_finish, _check_digit_string, _is_punctuation_token, _is_word_token,
+                    _moves, check_rules, check_spellable, digits_of_word, letters_in, verify)
+
+
+class PilishLogitsProcessor(LogitsProcessor):
+    """Masks every token that would break the Pilish, so `model.generate` can only write Pilish.
+
+    At each step a row may take a word whose length spells the next digit (or, under the standard
+    rules, the next two digits), but only if the rest of the digits can still be spelled afterwards.
+    Punctuation may come between words (never first; a quote only after another mark, any other
+    mark after a word). Once all digits
+    are spelled a row may only take a closing mark (. ! ?) or one of `end_ids`.
+
+    The state of a row (how many digits it has spelled) is recomputed from `input_ids` at every
+    call, so the processor is correct under beam search, whose rows are reordered between steps.
+    The model's vocabulary must be at least `len(vocab)` wide; ids beyond `vocab` are never allowed.
+
+    Pass `eos_token_id` (and `pad_token_id`) to `generate`, so rows that finish early are padded,
+    and use `PilishStoppingCriteria` so rows stop once they are done.
+    """
+
+    def __init__(
+        self,
+        vocab: list[str],
+        digits: str,
+        rules: str = "basic",
+        prompt_length: int = 0,
+        start_digit: int | torch.LongTensor = 0,
+        allow_punctuation: bool = True,
+        punctuation_lookahead: bool = True,
+        banned_ids: Iterable[int] = (),
+        end_ids: Iterable[int] = (),
+    ):
+        check_rules(rules)
+        _check_digit_string(digits, "the digits to spell")
+        self.vocab_size = len(vocab)
+        self.digits = digits
+        self.rules = rules
+        self.allow_punctuation = allow_punctuation
+        self.punctuation_lookahead = punctuation_lookahead
+
+        # (Ids beyond the vocabulary are never allowed anyway, so they need no marking.)
+        banned = torch.zeros(self.vocab_size, dtype=torch.bool)
+        banned[[i for i in banned_ids if 0 <= i < self.vocab_size]] = True
+        is_end = torch.zeros(self.vocab_size, dtype=torch.bool)
+        is_end[[i for i in end_ids if 0 <= i < self.vocab_size]] = True
+
+        # Per-token facts, computed once; each step then only gathers from these tables.
+        letters = torch.tensor([letters_in(token) for token in vocab], dtype=torch.long)
+        is_word = torch.tensor([_is_word_token(token) for token in vocab], dtype=torch.bool) & ~banned
+        is_punctuation = torch.tensor([_is_punctuation_token(token) for token in vocab], dtype=torch.bool)
+        is_punctuation &= ~banned & ~is_end
+        is_closing_mark = torch.tensor([token in CLOSING_MARKS for token in vocab], dtype=torch.bool)
+        is_quote = is_punctuation & torch.tensor([all(c in QUOTES for c in token) for token in vocab])
+
+        # Digits each token spells when generated: words by their length, everything else nothing.
+        # (A >10-letter word under basic is never allowed; counting it as one digit keeps the
+        # arithmetic defined for rows that contain one anyway, e.g. in a prompt.)
+        def digits_spelled_by(n_letters: int) -> int:
+            spelled = digits_of_word(n_letters, rules)
+            return 1 if spelled is None else len(spelled)
+
+        self.digits_spelled = torch.tensor(
+            [digits_spelled_by(n) if word else 0 for n, word in zip(letters.tolist(), is_word.tolist())],
+            dtype=torch.long,
+        )
+        self.is_word = is_word
+        # What may follow each kind of token (WORD, MARK, OTHER): a mark after a word, a quote only
+        # after a mark (`said, "go!" she`, as the stories write dialogue), nothing after anything else.
+        is_mark = is_punctuation & ~is_quote
+        self.token_kind = torch.full((self.vocab_size,), OTHER, dtype=torch.long)
+        self.token_kind[is_word], self.token_kind[is_mark] = WORD, MARK
+        self.punctuation_after = torch.stack([is_mark, is_quote, torch.zeros_like(is_mark)]) & allow_punctuation
+        # What a row may take once all digits are spelled.
+        closing = (is_closing_mark & ~banned & allow_punctuation) | is_end
+        self.has_closing = bool(closing.any())
+
+        # ids_with_length[L]: the word ids with L letters; row 0 is empty and means "no word"; the
+        # last row holds the closing tokens, which is what the position after the last digit allows.
+        max_length = max(int(letters[is_word].max()) if is_word.any() else 0, 10)
+        self.ids_with_length = torch.zeros(max_length + 2, self.vocab_size, dtype=torch.bool)
+        self.ids_with_length[letters[is_word], is_word.nonzero().squeeze(1)] = True
+        self.ids_with_length[0] = False
+        self.ids_with_length[-1] = closing
+
+        available_lengths = set(letters[is_word].tolist())
+        check_spellable(available_lengths, digits, rules)
+
+        # For each position p, the one-digit and two-digit word lengths that may come next, or 0
+        # where that move is impossible or leads to a dead end. Index len(digits) (done) is all 0.
+        can_finish = _can_finish(digits, rules, available_lengths)
+        n = len(digits)
+        self.one_digit_length = torch.zeros(n + 1, dtype=torch.long)
+        self.two_digit_length = torch.zeros(n + 1, dtype=torch.long)
+        for position in range(n):
+            for length, after in _moves(digits, rules, position):
+                if length in available_lengths and can_finish[after]:
+                    target = self.one_digit_length if after == position + 1 else self.two_digit_length
+                    target[position] = length
+        self.one_digit_length[n] = len(self.ids_with_length) - 1  # done: the closing tokens
+
+        self.can_finish = can_finish
+        self.start_digit = torch.zeros((), dtype=torch.long)
+        self.restart(prompt_length, start_digit)
+
+    def restart(self, prompt_length: int, start_digit: int | torch.LongTensor) -> None:
+        """Continue from a new prompt: the caller slid the context window, so the generated part now
+        starts at `prompt_length` and `start_digit` digits were spelled before it."""
+        n = len(self.digits)
+        for start in torch.as_tensor(start_digit).flatten().tolist():
+            if not 0 <= start <= n or not self.can_finish[start]:
+                raise PilishError(
+                    f"cannot continue the Pilish from digit {start} of {n}: "
+                    "start from 0 or from a digit count an earlier run reached"
+                )
+        self.prompt_length = prompt_length
+        self.start_digit = torch.as_tensor(start_digit, dtype=torch.long, device=self.start_digit.device)
+
+    # -- state ------------------------------------------------------------------------------
+
+    def _to(self, device: torch.device) -> None:
+        """Move the lookup tables to the device the model runs on (once)."""
+        if self.ids_with_length.device != device:
+            for name in (
+                "digits_spelled", "is_word", "token_kind", "punctuation_after",
+                "ids_with_length", "one_digit_length", "two_digit_length", "start_digit",
+            ):
+                setattr(self, name, getattr(self, name).to(device))
+
+    def _per_token_digits(self, input_ids: torch.LongTensor) -> torch.LongTensor:
+        """[rows, length]: digits each token spells (ids outside the vocabulary spell none)."""
+        self._to(input_ids.device)
+        inside = input_ids < self.vocab_size
+        spelled = self.digits_spelled[input_ids.clamp(0, self.vocab_size - 1)]
+        return spelled * inside
+
+    def _starts(self, rows: int) -> torch.LongTensor:
+        """start_digit for each row. A per-prompt tensor is repeated for each beam or returned
+        sequence: generate() expands rows with repeat_interleave, so a prompt's copies are adjacent."""
+        start = self.start_digit.flatten()
+        if start.numel() == 1:
+            return start.expand(rows)
+        if rows % start.numel() != 0:
+            raise ValueError(f"start_digit has {start.numel()} entries, which does not divide {rows} rows")
+        return start.repeat_interleave(rows // start.numel())
+
+    def positions(self, input_ids: torch.LongTensor) -> torch.LongTensor:
+        """[rows]: digits spelled so far by each row (start_digit + what it generated)."""
+        spelled = self._per_token_digits(input_ids[:, self.prompt_length :]).sum(dim=1)
+        return self._starts(input_ids.shape[0]) + spelled
+
+    def done(self, input_ids: torch.LongTensor) -> torch.BoolTensor:
+        """[rows]: whether each row has spelled all the digits."""
+        return self.positions(input_ids) >= len(self.digits)
+
+    # -- the mask ---------------------------------------------------------------------------
+
+    def allowed(self, input_ids: torch.LongTensor) -> torch.BoolTensor:
+        """[rows, len(vocab)]: which tokens each row may take next (a few gathers, no loop over tokens)."""
+        n = len(self.digits)
+        position = self.positions(input_ids).clamp(0, n)
+        kind = self.token_kind[input_ids[:, -1].clamp(0, self.vocab_size - 1)]
+        kind = kind.masked_fill((position == 0) | (position == n), OTHER)  # no mark first, nor after the end
+        return (
+            self.ids_with_length[self.one_digit_length[position]]
+            | self.ids_with_length[self.two_digit_length[position]]
+            | self.punctuation_after[kind]
+        )
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        if scores.shape[-1] < self.vocab_size:
+            raise PilishError(
+                f"the model scores {scores.shape[-1]} tokens but the vocabulary has {self.vocab_size}; "
+                "use the model trained with this tokenizer"
+            )
+        allowed = self.allowed(input_ids)
+        if scores.shape[-1] > self.vocab_size:  # a model vocabulary padded beyond the tokenizer's
+            allowed = torch.nn.functional.pad(allowed, (0, scores.shape[-1] - self.vocab_size), value=False)
+        masked = torch.where(allowed, scores, float("-inf"))
+        if self.allow_punctuation and self.punctuation_lookahead:
+            masked = self._charge_punctuation(scores, allowed, masked)
+        # An earlier processor (no_repeat_ngram_size, repetition rules...) may have set every allowed
+        # token to -inf; give them a finite low score so the row still has something to choose.
+        # (Computed for every row, not under `if stuck.any()`, to avoid a device sync per step.)
+        stuck = (masked.amax(dim=1) == float("-inf"))[:, None]
+        rescued = torch.full_like(scores, float("-inf")).masked_fill(allowed, FALLBACK_SCORE)
+        # A row with nothing allowed at all (an impossible beam, or a finished row when no closing
+        # token exists) keeps its scores: all -inf would break sampling.
+        rescued = torch.where(allowed.any(dim=1, keepdim=True), rescued, scores)
+        return torch.where(stuck, rescued, masked)
+
+
+    def _charge_punctuation(self, scores, allowed, masked):
+        """Make a mark pay for the word it puts off.
+
+        Masking alone over-rewards punctuation: when the words of the needed length are unlikely,
+        a comma or a quote takes most of the renormalized probability, yet the word is still owed
+        right after it. A one-step look-ahead fixes that: a mark's score gains log W, the probability
+        the model gives the allowed words now, as an estimate of what the owed word will cost later.
+        """
+        width = scores.shape[-1]
+        is_word = torch.nn.functional.pad(self.is_word, (0, width - self.vocab_size), value=False)
+        log_probs = scores.float().log_softmax(dim=-1)
+        word_mass = torch.where(allowed & is_word, log_probs, float("-inf")).logsumexp(dim=-1, keepdim=True)
+        owes_a_word = allowed & ~is_word & (word_mass > float("-inf"))  # not at the end: nothing owed
+        return torch.where(owes_a_word, masked + word_mass.to(masked.dtype), masked)
+
+
+class PilishStoppingCriteria(StoppingCriteria):
+    """Stops each row once it has spelled all digits and, when punctuation is on, has taken its
+    closing mark (or end token) too."""
+
+    def __init__(self, processor: PilishLogitsProcessor):
+        self.processor = processor
+
+    def __call__(self, input_ids: torch.LongTensor, scores=None, **kwargs) -> torch.BoolTensor:
+        done = self.processor.done(input_ids)
+        if not self.processor.allow_punctuation or not self.processor.has_closing:
+            return done
+        last_token_is_word = self.processor._per_token_digits(input_ids[:, -1:]).squeeze(1) > 0
+        return done & ~last_token_is_word
+
+
+# ----------------------------------------------------------------------------------------------
+# Writing a text
+
+
+@dataclass
+class PilishText:
+    """One Pilish text as `write` returns it."""
+
+    text: str  # readable English: the prompt's words, then the generated ones, ending a sentence
+    ids: list[int]  # the generated token ids (the prompt's not included)
+    prompt_ids: list[int]  # the prompt's token ids ([UNK] for words the vocabulary lacks)
+    prompt_digits: int  # digits the prompt spelled itself
+    verification: Verification  # `verify(text, digits, rules)`: exact, or where it departs
+
+
+def decoding_settings(decoding="beam", num_beams=8, temperature=0.8, top_k=50, top_p=0.95,
+                      no_repeat_ngram_size=3, repetition_penalty=1.2) -> dict:
+    """The `model.generate` arguments for beam search or sampling, with the repetition rules."""
+    if decoding not in DECODINGS:
+        raise PilishError(f"decoding must be one of {', '.join(DECODINGS)}, not {decoding!r}")
+    if num_beams < 1:
+        raise PilishError(f"the number of beams must be at least 1, not {num_beams}")
+    common = dict(no_repeat_ngram_size=no_repeat_ngram_size or None,
+                  repetition_penalty=repetition_penalty if repetition_penalty != 1 else None)
+    if decoding == "beam":
+        return dict(do_sample=False, num_beams=num_beams, early_stopping=True, **common)
+    return dict(do_sample=True, temperature=temperature, top_k=top_k or None, top_p=top_p, **common)
+
+
+def context_window(model, window: int = 0) -> int:
+    """Tokens of context the model sees: `window`, at most what it was trained on (0 = all of that)."""
+    return min(window or model.config.n_positions, model.config.n_positions)
+
+
+def finish_sentence(text: str) -> str:
+    """A text ends with a full stop (the closing mark is allowed, not forced) and closes its quote."""
+    text = text if re.search(r"[.!?][\"']?$", text) else text + "."
+    return text + '"' if text.count('"') % 2 else text
+
+
+def check_prompt(tokenizer, prompt: str, digits: str, rules: str = "basic"):
+    """(the prompt's words, their ids, its `Verification`); a PilishError when its words break the digits."""
+    check_rules(rules)
+    _check_digit_string(digits, "the digits to spell")
+    words, prompt_ids = split_words(tokenizer, prompt)
+    spelled = verify(" ".join(words), digits, rules)
+    if spelled.departed:
+        raise PilishError(f"the prompt does not follow the digits: {spelled.departure}")
+    return words, prompt_ids, spelled
+
+
+def write(model, tokenizer, digits: str, *, rules: str = "basic", prompt: str = "", window: int = 0,
+          allow_punctuation: bool = True, punctuation_lookahead: bool = True, progress=None,
+          **generate_kwargs) -> PilishText:
+    """Make `model` write Pilish that spells `digits` under `rules`, continuing `prompt`.
+
+    The prompt's own words must spell the first digits. The text may be far longer than the model's
+    context: it is written in windows of `window` tokens (0 = the model's whole context), each call
+    to `generate` seeing the last 3/4 of a window while the processor carries the digit position
+    over. `generate_kwargs` go to `model.generate` (see `decoding_settings`); `progress`, if given,
+    is a tqdm-like object whose `update(n)` hears of every n digits spelled.
+    """
+    words, prompt_ids, spelled = check_prompt(tokenizer, prompt, digits, rules)
+    eot = tokenizer.eos_token_id
+    vocab = tokenizer.convert_ids_to_tokens(list(range(len(tokenizer))))
+    processor = PilishLogitsProcessor(
+        vocab, digits, rules=rules, allow_punctuation=allow_punctuation,
+        punctuation_lookahead=punctuation_lookahead,
+        banned_ids=tokenizer.all_special_ids, end_ids=[eot], start_digit=spelled.matched)
+    stopping = PilishStoppingCriteria(processor)
+    context_length = context_window(model, window)
+    if context_length < 4:
+        raise PilishError(f"a context window of {context_length} tokens is too short to write in; use 4 or more")
+    new_per_window = max(1, context_length // 4)  # then keep 3/4 of a context when the window slides
+    text_ids = [eot, *prompt_ids]  # a story starts after <|endoftext|>, as in training
+    generated, position = [], spelled.matched
+    if progress is not None and position:
+        progress.update(position)
+    while True:
+        window_ids = torch.tensor([(text_ids + generated)[-(context_length - new_per_window):]], device=model.device)
+        processor.restart(window_ids.shape[1], position)
+        output = model.generate(
+            window_ids, attention_mask=torch.ones_like(window_ids), max_new_tokens=new_per_window,
+            logits_processor=[processor], stopping_criteria=[stopping],
+            eos_token_id=eot, pad_token_id=tokenizer.pad_token_id, use_cache=True, **generate_kwargs)
+        new = output[0, window_ids.shape[1]:].tolist()
+        if eot in new:  # the end token closes the text; what follows is padding
+            new = new[:new.index(eot) + 1]
+        written = output[:, :window_ids.shape[1] + len(new)]
+        before, position = position, int(processor.positions(written)[0])
+        if not new or (before == position < len(digits) and len(new) > 2):
+            # at most two marks stand between words, so three new tokens spell a digit: a bug otherwise
+            raise RuntimeError(f"no progress at digit {position} of {len(digits)}: the Pilish processor is broken")
+        generated += new
+        if progress is not None:
+            progress.update(position - before)
+        if bool(stopping(written)[0]) or new[-1] == eot:
+            break
+    generated = [token for token in generated if token != eot]
+    text = finish_sentence(detokenize(tokenizer, generated, words_before=words))
+    return PilishText(text, generated, list(prompt_ids), spelled.matched, verify(text, digits, rules))
+
+
+def nll_per_word(model, tokenizer, ids, prompt_ids=(), window: int = 0) -> float:
+    """Mean negative log-likelihood (nats) of the tokens `ids` per word among them, under the model
+    alone (no Pilish mask), after <|endoftext|> and `prompt_ids`; long texts in sliding windows."""
+    ids = list(ids)
+    if not ids:
+        return 0.0
+    losses = token_nll(model, [tokenizer.eos_token_id, *prompt_ids, *ids], context_window(model, window))[-len(ids):]
+    special = set(tokenizer.all_special_ids)
+    words = sum(1 for token_id, token in zip(ids, tokenizer.convert_ids_to_tokens(ids))
+                if token_id not in special and letters_in(token))
+    return float(losses.sum()) / max(1, words)
