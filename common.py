@@ -18,6 +18,9 @@ EOT = "<|endoftext|>"  # separates stories, in the data set's txt files and in t
 UNK = "[UNK]"
 PAD = "[PAD]"
 SPECIAL_TOKENS = [PAD, UNK, EOT]
+# The tokenizer's mark for "a space comes before this token", as in SentencePiece: every word
+# carries it, and it tells an opening quote from a closing one (train_tokenizer.py).
+SPACE_MARK = "\u2581"  # ▁
 
 LOCAL_FORMATS = {".txt": "text", ".json": "json", ".jsonl": "json", ".parquet": "parquet"}
 
@@ -132,6 +135,11 @@ def run_script(main, namespace, argv=None, errors=()):
 
 # ---------------------------------------------------------------- data
 
+def hub_offline(environ=os.environ):
+    """HF_HUB_OFFLINE read as huggingface_hub reads it: 1/true/yes/on is offline; 0, empty or unset is not."""
+    return environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
+
+
 def _hub_reachable(timeout=5.0):
     from huggingface_hub import constants
     url = urlparse(constants.ENDPOINT)
@@ -196,7 +204,7 @@ def load_stories(source, split="train"):
     path = Path(source).expanduser()
     looks_local = path.exists() or path.suffix.lower() in LOCAL_FORMATS or source.startswith((".", "/", "~"))
     if not looks_local:
-        if not os.environ.get("HF_HUB_OFFLINE") and not _hub_reachable():
+        if not hub_offline() and not _hub_reachable():
             raise _hub_error(source)
         try:
             return datasets.load_dataset(source, split=split)
@@ -237,41 +245,12 @@ def load_stories(source, split="train"):
 
 # ---------------------------------------------------------------- text
 
-NO_SPACE_BEFORE = set(".,!?;:)")
-NO_SPACE_AFTER = set("(")
-
-
-def join_tokens(tokens):
-    """Word tokens back into English: punctuation attached, quotes around what they enclose."""
-    text = ""
-    open_quote = {'"': False, "'": False}
-    glue_next = False  # the previous token was an opening quote or bracket
-    for token in tokens:
-        if not token:
-            continue
-        attach = glue_next or not text
-        glue_next = False
-        if token in open_quote:
-            if open_quote[token]:  # a closing quote hugs the word before it
-                attach = True
-                open_quote[token] = False
-            elif token == "'" and text and text[-1:].isalpha() and text.endswith("s") and not open_quote["'"]:
-                attach = True  # a plural possessive: the dogs' ball
-            else:
-                open_quote[token] = True
-                glue_next = True
-        elif token in NO_SPACE_BEFORE or token[0] in NO_SPACE_BEFORE and len(set(token)) == 1:
-            attach = True
-        elif token in NO_SPACE_AFTER:
-            glue_next = True
-        text += token if attach else " " + token
-    return text
-
-
 def split_words(tokenizer, text):
-    """The words (and marks) of `text` as the tokenizer sees them, and their ids ([UNK] where unknown).
+    """The tokens of `text` as the tokenizer cuts them (words with their SPACE_MARK), and their ids
+    ([UNK] where unknown).
 
-    Showing these words, rather than decoding the ids, keeps a prompt's unknown words visible.
+    Showing these words (through `detokenize`'s `words_before`), rather than decoding the ids, keeps
+    a prompt's unknown words visible.
     """
     backend = tokenizer.backend_tokenizer
     words = [word for word, _ in backend.pre_tokenizer.pre_tokenize_str(backend.normalizer.normalize_str(text))]
@@ -279,20 +258,23 @@ def split_words(tokenizer, text):
 
 
 def detokenize(tokenizer, ids, words_before=()):
-    """Token ids to readable text, special tokens dropped (the one decoder every script uses).
+    """Token ids to readable text, special tokens dropped: what `tokenizer.decode(ids,
+    skip_special_tokens=True)` gives (the decoder saved in tokenizer.json, which every Hugging Face
+    tool uses too), less the space before the first word.
 
-    `words_before` (e.g. a prompt's words from `split_words`) are joined in front as they are, so a
-    prompt word the vocabulary lacks reads as itself, not as [UNK].
+    `words_before` (e.g. a prompt's words from `split_words`) are decoded in front as they are, so
+    a prompt word the vocabulary lacks reads as itself, not as [UNK].
     """
     special = set(tokenizer.all_special_ids)
     tokens = tokenizer.convert_ids_to_tokens([int(i) for i in ids if int(i) not in special])
-    return join_tokens([*words_before, *tokens])
+    return tokenizer.convert_tokens_to_string([*words_before, *tokens]).lstrip()
 
 
 def unknown_words(tokenizer, text):
     """The words of `text` that the vocabulary lacks (the model reads each as [UNK])."""
     words, ids = split_words(tokenizer, text)
-    return [word for word, token_id in zip(words, ids) if token_id == tokenizer.unk_token_id]
+    return [tokenizer.convert_tokens_to_string([word]).strip()
+            for word, token_id in zip(words, ids) if token_id == tokenizer.unk_token_id]
 
 
 def warn_unknown_words(tokenizer, text):

@@ -15,7 +15,9 @@ This module holds everything Pilish-specific:
 Errors are `PilishError` (a ValueError) with a message that says what is wrong.
 
 Tokens are whole words or single punctuation marks, so "the length of the next word" is simply
-"the letters in the next token", and masking is a table lookup per step.
+"the letters in the next token", and masking is a table lookup per step. A token may start with the
+tokenizer's SPACE_MARK (▁, "a space comes before"); it is no letter, and every test of what a token
+is looks at the text after it.
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 import mpmath
+
+from common import SPACE_MARK
 
 RULES = ("basic", "standard")
 DECODINGS = ("beam", "sample")
@@ -65,7 +69,7 @@ FALLBACK_SCORE = -1.0e4
 
 
 def letters_in(word: str) -> int:
-    """Number of letters in `word`; apostrophes, hyphens, digits and punctuation count 0."""
+    """Number of letters in `word`; apostrophes, hyphens, digits, punctuation and ▁ count 0."""
     return sum(1 for char in word if char.isalpha())
 
 
@@ -288,14 +292,28 @@ def check_spellable(available_lengths: set[int], digits: str, rules: str) -> Non
 # Generation
 
 
+def token_text(token: str) -> str:
+    """A token's text without the space mark in front: "▁don't" -> "don't", '▁"' -> '"'."""
+    return token[len(SPACE_MARK):] if token.startswith(SPACE_MARK) else token
+
+
 def _is_word_token(token: str) -> bool:
     """A token the generator may use as a word: one WORD_RE word and nothing else, so the verifier
     sees exactly the letters the generator counted."""
-    return WORD_RE.fullmatch(token) is not None and letters_in(token) > 0
+    return WORD_RE.fullmatch(token_text(token)) is not None and letters_in(token) > 0
+
+
+def _is_quote_token(token: str) -> bool:
+    text = token_text(token)
+    return text != "" and all(char in QUOTES for char in text)
 
 
 def _is_punctuation_token(token: str) -> bool:
-    return token != "" and all(char in PUNCTUATION for char in token)
+    """A mark the generator may put between words. A quote may carry the space mark (an opening
+    quote does); any other mark after a space ("wait . what") would read oddly, so it is no mark."""
+    text = token_text(token)
+    return (text != "" and all(char in PUNCTUATION for char in text)
+            and (text == token or _is_quote_token(token)))
 
 
 # ----------------------------------------------------------------------------------------------

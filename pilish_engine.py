@@ -16,9 +16,9 @@ import torch
 from transformers import LogitsProcessor, StoppingCriteria
 
 from common import detokenize, split_words, token_nll
-from pilish import (CLOSING_MARKS, DECODINGS, FALLBACK_SCORE, MARK, OTHER, QUOTES, WORD, PilishError,
-                    Verification, _can_finish, _check_digit_string, _is_punctuation_token, _is_word_token,
-                    _moves, check_rules, check_spellable, digits_of_word, letters_in, verify)
+from pilish import (CLOSING_MARKS, DECODINGS, FALLBACK_SCORE, MARK, OTHER, WORD, PilishError,
+                    Verification, _can_finish, _check_digit_string, _is_punctuation_token, _is_quote_token,
+                    _is_word_token, _moves, check_rules, check_spellable, digits_of_word, letters_in, verify)
 
 
 class PilishLogitsProcessor(LogitsProcessor):
@@ -70,7 +70,7 @@ class PilishLogitsProcessor(LogitsProcessor):
         is_punctuation = torch.tensor([_is_punctuation_token(token) for token in vocab], dtype=torch.bool)
         is_punctuation &= ~banned & ~is_end
         is_closing_mark = torch.tensor([token in CLOSING_MARKS for token in vocab], dtype=torch.bool)
-        is_quote = is_punctuation & torch.tensor([all(c in QUOTES for c in token) for token in vocab])
+        is_quote = is_punctuation & torch.tensor([_is_quote_token(token) for token in vocab])
 
         # Digits each token spells when generated: words by their length, everything else nothing.
         # (A >10-letter word under basic is never allowed; counting it as one digit keeps the

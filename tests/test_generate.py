@@ -76,3 +76,37 @@ def test_missing_model_says_which_script_to_run(tmp_path):
     result = subprocess.run([sys.executable, "generate.py", "--model_dir=/nonexistent"], cwd=ROOT,
                             capture_output=True, text=True)
     assert result.returncode != 0 and result.stderr.count("\n") == 1 and "train_model.py" in result.stderr
+
+
+PIPELINE_PROMPTS = ["Once upon a time there was", "The cat", 'Lily said, "Let\'s play', "Tom's mom smiled."]
+
+
+def test_pipeline_continues_with_a_space_and_reads_like_generate(model_dir):
+    """The text-generation pipeline prints prompt + tokenizer.decode(new tokens): no glued words,
+    and the same text as the scripts' detokenize gives for the same tokens."""
+    import re
+
+    import torch
+    from transformers import pipeline
+
+    from common import detokenize, split_words
+    from pilish import token_text
+    model, tokenizer = load_model(model_dir)
+    vocabulary = {token_text(token) for token in tokenizer.get_vocab()}
+    generator = pipeline("text-generation", model=model, tokenizer=tokenizer)
+    word = re.compile(r"[a-z0-9]+(?:['-][a-z0-9]+)*")
+    for prompt in PIPELINE_PROMPTS:
+        prompt_words = set(word.findall(prompt.lower()))
+        for options in (dict(do_sample=False), dict(do_sample=True, top_k=20)):
+            torch.manual_seed(0)
+            text = generator(prompt, max_new_tokens=12, **options)[0]["generated_text"]
+            assert text.startswith(prompt)
+            glued = [w for w in word.findall(text.lower()) if w not in vocabulary and w not in prompt_words]
+            assert not glued, f"glued words {glued} in {text!r}"
+        # greedy: the pipeline's continuation is what generate.py would print after the prompt
+        ids = tokenizer(prompt, return_tensors="pt").input_ids
+        new = model.generate(ids, max_new_tokens=12, do_sample=False, pad_token_id=tokenizer.pad_token_id)[0, ids.shape[1]:]
+        continuation = generator(prompt, max_new_tokens=12, do_sample=False, return_full_text=False)[0]["generated_text"]
+        assert continuation == tokenizer.decode(new, skip_special_tokens=True)
+        words = split_words(tokenizer, prompt)[0]
+        assert detokenize(tokenizer, [], words) + continuation == detokenize(tokenizer, new, words)

@@ -24,8 +24,11 @@ from pilish import (
     format_verification,
     get_digits,
     letters_in,
+    token_text,
     verify,
 )
+from common import SPACE_MARK as M
+from train_tokenizer import build_decoder
 
 PI_SENTENCE = "How I need a drink, alcoholic in nature, after the heavy lectures involving quantum mechanics!"
 
@@ -33,6 +36,7 @@ PI_SENTENCE = "How I need a drink, alcoholic in nature, after the heavy lectures
 SPECIALS = ["<|endoftext|>", "[UNK]", "[PAD]"]
 EOS, UNK, PAD = 0, 1, 2
 PUNCTUATION_TOKENS = [".", ",", "!", "?", '"', "'"]
+MARK_TOKENS = set(PUNCTUATION_TOKENS) | {M + '"', M + "'"}  # an opening quote carries the space mark
 N_WORDS = 63
 VOCAB_SIZE = len(SPECIALS) + len(PUNCTUATION_TOKENS) + N_WORDS  # 72
 MAX_WORD_LENGTH = 13
@@ -97,6 +101,16 @@ def generate(model, processor, prompt, max_new_tokens, **kwargs):
     )
 
 
+def marked(vocab):
+    """`vocab` as train_tokenizer's tokenizer writes it: ▁ before every word, an opening quote (▁")
+    and a closing one ('), and a comma after a space (▁,), which no Pilish text may use."""
+    def mark(token):
+        if token in SPECIALS or token in (".", "!", "?", "'"):
+            return token
+        return M + token
+    return [mark(token) for token in vocab]
+
+
 def check_generated(vocab, token_ids, digits, rules, punctuation):
     """Assert one generated row is exactly Pilish for `digits`; return its words."""
     tokens = [vocab[i] for i in token_ids]
@@ -104,15 +118,15 @@ def check_generated(vocab, token_ids, digits, rules, punctuation):
     for index, token in enumerate(tokens):
         if position < len(digits):
             assert token not in SPECIALS, f"special token {token!r} before the last digit: {tokens}"
-            if token in PUNCTUATION_TOKENS:
+            if token in MARK_TOKENS:
                 assert punctuation, f"punctuation {token!r} with punctuation off: {tokens}"
                 assert index > 0, f"text starts with punctuation: {tokens}"
                 # a mark follows a word; only a quote may follow a mark; nothing follows a quote
-                is_quote = token in "\"'"
+                is_quote = token_text(token) in "\"'"
                 assert (previous == "mark" if is_quote else previous == "word"), f"{token!r} after a {previous}: {tokens}"
-                previous = "quote" if token in "\"'" else "mark"
+                previous = "quote" if is_quote else "mark"
             else:
-                assert WORD_RE.fullmatch(token), token
+                assert WORD_RE.fullmatch(token_text(token)), token
                 position += len(digits_of_word(letters_in(token), rules))
                 previous = "word"
                 words.append(token)
@@ -124,6 +138,8 @@ def check_generated(vocab, token_ids, digits, rules, punctuation):
                 assert all(t in ("<|endoftext|>",) for t in after), tokens
             break
     text = " ".join(t for t in tokens if t not in SPECIALS)
+    if any(t.startswith(M) for t in tokens):  # the text as the tokenizer's decoder writes it
+        text = build_decoder().decode([t for t in tokens if t not in SPECIALS])
     verification = verify(text, digits, rules)
     assert verification.ok, f"{format_verification(verification, 'the digits')} in {text!r}"
     return words
@@ -134,7 +150,8 @@ def check_generated(vocab, token_ids, digits, rules, punctuation):
 
 
 def test_letters_in():
-    assert letters_in("don't") == 4
+    assert letters_in("don't") == letters_in(M + "don't") == 4
+    assert letters_in(M + '"') == 0
     assert letters_in("lily's") == 5
     assert letters_in("co-op") == 4
     assert letters_in(",") == 0
@@ -320,6 +337,25 @@ def test_mask_never_walks_into_a_dead_end():
     assert torch.equal(processor(stuck, scores), scores)
 
 
+def test_mask_sees_through_the_space_mark():
+    """With the tokenizer's marked tokens, the mask is the plain one's, marked; a mark after a space
+    that is no quote (▁,) is never offered."""
+    vocab = marked(HAND_VOCAB)
+    processor = make_processor(vocab, "3141", "basic", prompt_length=1)
+
+    def allowed(*tokens):
+        input_ids = torch.tensor([[EOS] + [vocab.index(t) for t in tokens]])
+        scores = processor(input_ids, torch.zeros(1, len(vocab)))
+        return {vocab[i] for i in torch.isfinite(scores[0]).nonzero().flatten().tolist()}
+
+    assert allowed() == {M + "fix"}
+    assert allowed(M + "fix") == {M + "a", M + "i", ".", "!", "?"}  # not ▁, nor ▁; (after a space)
+    assert allowed(M + "fix", ".") == {M + "a", M + "i", M + '"', "'"}
+    assert allowed(M + "fix", ".", M + '"') == {M + "a", M + "i"}
+    assert allowed(M + "fix", M + "a") == {M + "tree", M + "don't", M + "co-op", ".", "!", "?"}
+    assert allowed(M + "fix", M + "a", M + "tree", M + "i") == {".", "!", "?", "<|endoftext|>"}
+
+
 @settings(max_examples=25, deadline=None)
 @given(lengths=st.sets(st.integers(1, 13), min_size=1), digits=digit_strings, seed=st.integers(0, 2**16))
 def test_random_walks_through_the_mask_always_finish(lengths, digits, seed):
@@ -415,6 +451,20 @@ def test_generated_text_is_exactly_pilish(tiny_model, mode, rules, punctuation, 
     assert output.shape[0] == batch
     for row in output[:, 1:].tolist():
         check_generated(vocab, row, digits, rules, punctuation)
+
+
+@pytest.mark.parametrize("mode", ["sampling", "beam"])
+@pytest.mark.parametrize("rules", RULES)
+@settings(max_examples=5, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(vocab=vocabularies(), digits=digit_strings, seed=st.integers(0, 2**16))
+def test_generated_text_with_marked_tokens_is_exactly_pilish(tiny_model, mode, rules, vocab, digits, seed):
+    """The same, with the tokenizer's ▁-marked words and quotes: the decoded text is exact Pilish."""
+    torch.manual_seed(seed)
+    vocab = marked(vocab)
+    processor = make_processor(vocab, digits, rules, True, prompt_length=1)
+    output = generate(tiny_model, processor, torch.full((2, 1), EOS), 3 * len(digits) + 2, **MODES[mode])
+    for row in output[:, 1:].tolist():
+        check_generated(vocab, row, digits, rules, punctuation=True)
 
 
 def test_standard_rules_do_use_long_words(tiny_model):

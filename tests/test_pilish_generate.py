@@ -102,7 +102,7 @@ def test_write_continues_a_prompt_and_returns_text_ids_and_positions(model_dir):
     model, tokenizer = load_model(model_dir)
     digits = get_digits("pi", 12)
     written = pilish.write(model, tokenizer, digits, prompt="Tom, a ball", **pilish.decoding_settings("beam", 2))
-    assert written.prompt_digits == 3 and written.prompt_ids == tokenizer.convert_tokens_to_ids(["tom", ",", "a", "ball"])
+    assert written.prompt_digits == 3 and written.prompt_ids == tokenizer.convert_tokens_to_ids(["▁tom", ",", "▁a", "▁ball"])
     assert written.text.startswith("tom, a ball") and written.verification.ok
     assert written.verification == verify(written.text, digits, "basic")
     generated_words = [w for w in tokenizer.convert_ids_to_tokens(written.ids) if letters_in(w)]
