@@ -137,7 +137,7 @@ def run_script(main, namespace, argv=None, errors=()):
 
 def hub_offline(environ=os.environ):
     """HF_HUB_OFFLINE read as huggingface_hub reads it: 1/true/yes/on is offline; 0, empty or unset is not."""
-    return environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
+    return environ.get("HF_HUB_OFFLINE", "").upper() in ("1", "TRUE", "YES", "ON")
 
 
 def _hub_reachable(timeout=5.0):

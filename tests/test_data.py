@@ -74,3 +74,36 @@ def test_unreachable_hub_is_one_clear_line():
     message = str(error.value)
     assert "hub" in message and "--dataset=" in message and "\n" not in message
     assert time.perf_counter() - started < 30  # no minutes of retries
+
+
+@pytest.mark.parametrize("value, offline", [
+    ("1", True), ("true", True), ("YES", True), ("on", True), ("On", True),
+    ("0", False), ("", False), (None, False), ("false", False), ("no", False), ("off", False),
+])
+def test_hf_hub_offline_is_read_as_huggingface_hub_reads_it(value, offline):
+    from common import hub_offline
+    assert hub_offline({} if value is None else {"HF_HUB_OFFLINE": value}) is offline
+
+
+def test_hf_hub_offline_0_still_checks_the_hub_first(monkeypatch):
+    import common
+    checked = []
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+    monkeypatch.setattr(common, "_hub_reachable", lambda: checked.append(True) or False)
+    with pytest.raises(UserError, match="cannot reach the Hugging Face hub"):
+        load_stories("roneneldan/TinyStories")
+    assert checked  # "0" means online: the quick reachability check runs, no minutes of retries
+
+
+def test_hf_hub_offline_0_without_network_fails_in_one_line():
+    import os
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+    started = time.perf_counter()
+    result = subprocess.run([sys.executable, "train_tokenizer.py", "--tokenizer_dir=/nonexistent/tok"], cwd=ROOT,
+                            capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "0"})
+    assert result.returncode == 1 and result.stderr.count("\n") == 1, result.stderr
+    assert "cannot reach the Hugging Face hub" in result.stderr
+    assert time.perf_counter() - started < 20  # retrying took 24-28 s
