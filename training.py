@@ -10,8 +10,10 @@ from pathlib import Path
 
 from common import RUN_RECORD, load_stories, read_run_record, tokenizer_fingerprint
 
-# settings that must match for a checkpoint in MODEL_DIR to be resumed
+# settings that must match for a checkpoint in MODEL_DIR to be resumed (config.json's names), and
+# train_model.py's names for those of them that are settings
 ARCHITECTURE_KEYS = ("vocab_size", "n_positions", "n_embd", "n_layer", "n_head")
+ARCHITECTURE_SETTINGS = ("CONTEXT_LENGTH", "N_EMBD", "N_LAYER", "N_HEAD")
 # train_model.py settings that change nothing in the trained weights: a finished model trained with
 # other values of these may be trained again over itself
 HARMLESS_SETTINGS = ("MODEL_DIR", "TOKENIZER_DIR", "OVERWRITE", "NUM_PROC", "DATALOADER_WORKERS", "COMPILE",
@@ -173,7 +175,8 @@ def saved_model_mismatch(folder, architecture, fingerprint, settings=None):
         if record is None:
             reasons.append(f"settings that were not recorded (no {RUN_RECORD})")
         else:
-            reasons += differences(record.get("settings", {}), settings, ignore=HARMLESS_SETTINGS)
+            reasons += differences(record.get("settings", {}), settings,
+                                   ignore=HARMLESS_SETTINGS + ARCHITECTURE_SETTINGS)
     return reasons
 
 
