@@ -162,7 +162,10 @@ def saved_model_mismatch(folder, architecture, fingerprint, settings=None):
     which a run with other settings would replace rather than continue).
     """
     folder = Path(folder)
-    saved = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    try:
+        saved = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    except (ValueError, OSError):
+        return [f"a {folder / 'config.json'} that cannot be read"]
     reasons = [f"{key} {saved.get(key)} (now {architecture[key]})" for key in ARCHITECTURE_KEYS
                if saved.get(key) != architecture[key]]
     record = read_run_record(folder)
