@@ -49,8 +49,8 @@ import time
 from pathlib import Path
 
 import training
-from common import (UserError, at_least, check_writable, load_tokenizer, pick_device, read_run_record, run_script,
-                   vocabulary_fingerprint, within)
+from common import (EOT, PAD, UserError, at_least, check_writable, load_tokenizer, pick_device, read_run_record,
+                    run_script, vocabulary_fingerprint, within)
 
 
 def check_settings(config):
@@ -65,6 +65,9 @@ def check_settings(config):
         raise UserError(f"LEARNING_RATE must be above 0, not {config.LEARNING_RATE}")
     if config.MAX_STEPS == 0 and config.NUM_EPOCHS <= 0:
         raise UserError(f"NUM_EPOCHS must be above 0, not {config.NUM_EPOCHS} (or set MAX_STEPS)")
+    for name in ("MODEL_DIR", "TOKENIZER_DIR", "DATASET"):
+        if not getattr(config, name).strip():
+            raise UserError(f"{name} is empty: give a path")
     within(config, "DROPOUT", 0, 1, high_open=True)
     within(config, "WARMUP", 0, 1, high_open=True)
     within(config, "VALID_FRACTION", 0, 1, low_open=True, high_open=True)
@@ -113,6 +116,9 @@ def main(config):
 
     check_settings(config)
     tokenizer = load_tokenizer(config.TOKENIZER_DIR)
+    if tokenizer.eos_token_id is None or tokenizer.pad_token_id is None:  # a foreign tokenizer
+        raise UserError(f"the tokenizer in {config.TOKENIZER_DIR} has no {EOT} or {PAD} token: "
+                        f"make one with train_tokenizer.py")
     check_writable(config.MODEL_DIR, "MODEL_DIR")
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     is_main = int(os.environ.get("RANK", "0")) == 0
@@ -168,8 +174,9 @@ def main(config):
     if checkpoint:
         before = (read_run_record(checkpoint) or {}).get("settings", {})
         old_rate = before.get("LEARNING_RATE", config.LEARNING_RATE)
-        log(f"resuming from {checkpoint}" + (f" with LEARNING_RATE now {config.LEARNING_RATE} (checkpoint had "
-                                             f"{old_rate}), on the schedule now set" * (old_rate != config.LEARNING_RATE)))
+        new_rate = (f" with LEARNING_RATE now {config.LEARNING_RATE} (checkpoint had {old_rate}), on the schedule "
+                    f"now set" if old_rate != config.LEARNING_RATE else "")
+        log(f"resuming from {checkpoint}{new_rate}")
         changed = training.differences(before, settings_of(config), ignore=("LEARNING_RATE", "OVERWRITE"))
         if changed:
             log(f"settings that differ from the checkpoint's (the new values apply from here): {', '.join(changed)}")

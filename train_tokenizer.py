@@ -85,6 +85,8 @@ def main(config):
 
     if config.VOCAB_SIZE <= len(SPECIAL_TOKENS):
         raise UserError(f"VOCAB_SIZE must be larger than the {len(SPECIAL_TOKENS)} special tokens")
+    if not config.TOKENIZER_DIR.strip():
+        raise UserError("TOKENIZER_DIR is empty: give a folder")
     within(config, "HELD_OUT", 0, 1, high_open=True)
     at_least(config, 0, "MIN_FREQUENCY", "MAX_STORIES")
     folder = Path(config.TOKENIZER_DIR)

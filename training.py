@@ -262,7 +262,10 @@ def apply_new_schedule(args, state, optimizer, lr_scheduler):
     schedule's shape (warm-up, length) already comes from `args`; only its base rate is the old one.
     It also restores the old logging/evaluation intervals with the Trainer's state.
     """
+    state.compute_steps(args, state.max_steps)
     scheduler = getattr(lr_scheduler, "scheduler", lr_scheduler)  # accelerate may wrap it
+    if not hasattr(scheduler, "lr_lambdas"):  # not train_model.py's schedule (LambdaLR): leave it
+        return
     scheduler.base_lrs = [args.learning_rate for _ in scheduler.base_lrs]
     for index, group in enumerate(optimizer.param_groups):
         group["initial_lr"] = args.learning_rate
@@ -270,7 +273,6 @@ def apply_new_schedule(args, state, optimizer, lr_scheduler):
         if group.get("weight_decay"):  # the Trainer's decay group (the other one has none)
             group["weight_decay"] = args.weight_decay
     scheduler._last_lr = [group["lr"] for group in optimizer.param_groups]
-    state.compute_steps(args, state.max_steps)
 
 
 def weights_are_finite(model):
