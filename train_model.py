@@ -177,9 +177,9 @@ def main(config):
         new_rate = (f" with LEARNING_RATE now {config.LEARNING_RATE} (checkpoint had {old_rate}), on the schedule "
                     f"now set" if old_rate != config.LEARNING_RATE else "")
         log(f"resuming from {checkpoint}{new_rate}")
-        changed = training.differences(before, settings_of(config), ignore=("LEARNING_RATE", "OVERWRITE"))
+        changed = training.differences(before, settings_of(config), ignore=("LEARNING_RATE", "OVERWRITE", "MODEL_DIR"))
         if changed:
-            log(f"settings that differ from the checkpoint's (the new values apply from here): {', '.join(changed)}")
+            log(f"settings that differ from the checkpoint's (this run uses the new ones): {', '.join(changed)}")
 
     guard = training.make_guard_callback(record)
     trainer = Trainer(model=model, args=args, train_dataset=train_blocks, eval_dataset=valid_blocks,

@@ -255,3 +255,20 @@ def test_ctrl_c_is_one_line_and_exit_130(capsys):
         run_script(main, vars(generate), [])
     assert exit_.value.code == 130
     assert capsys.readouterr().err.strip() == "interrupted"
+
+
+def test_ctrl_c_while_writing_pilish_ends_in_one_line(model_dir):
+    import os
+    import signal
+    process = subprocess.Popen([sys.executable, "pilish_generate.py", f"--model_dir={model_dir}", "--num_digits=3000",
+                                "--decoding=sample"], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               env={**os.environ, "OMP_NUM_THREADS": "1"})
+    seen = b""
+    while b"writing Pilish" not in seen:  # the progress bar: the model is loaded and writing
+        chunk = process.stderr.read1(4096)
+        assert chunk, seen.decode()[-2000:]
+        seen += chunk
+    process.send_signal(signal.SIGINT)
+    error = (seen + process.stderr.read()).decode()
+    assert process.wait(timeout=60) == 130
+    assert "Traceback" not in error and error.rstrip().endswith("interrupted")
