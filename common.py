@@ -309,7 +309,10 @@ def load_stories(source, split="train"):
             raise UserError(f"cannot read {source} as {kind}: {_first_line(cause)}") from None
         if "text" not in dataset.column_names:
             raise UserError(f"{source} has no 'text' column (columns: {', '.join(dataset.column_names)})")
-        dataset = dataset.select_columns(["text"])
+        kind_of_text = getattr(dataset.features["text"], "dtype", "a nested structure")
+        if kind_of_text not in ("string", "large_string"):
+            raise UserError(f"{source}: its 'text' column holds {kind_of_text}, not strings")
+        dataset = dataset.select_columns(["text"]).filter(lambda text: text is not None, input_columns="text")
     if len(dataset) == 0:
         raise UserError(f"{source} has no stories in it")
     return dataset
@@ -395,6 +398,8 @@ def pick_device():
 
 
 def _first_line(error):
+    if isinstance(error, KeyError):  # its message is only the key
+        return f"no {error} in it"
     return (str(error).strip().splitlines() or [type(error).__name__])[0]
 
 
@@ -476,6 +481,8 @@ def load_model(folder, device=None):
     tokenizer = load_tokenizer(folder)
     record = read_run_record(folder)
     config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    if not isinstance(config, dict) or "vocab_size" not in config:
+        raise UserError(f"{folder / 'config.json'} is not a model's config: train the model again")
     matches = (record["tokenizer"] == vocabulary_fingerprint(tokenizer.get_vocab())
                if record and "tokenizer" in record else config.get("vocab_size") == len(tokenizer))
     if not matches:  # e.g. train_tokenizer.py wrote into MODEL_DIR: the ids would mean other words
