@@ -112,9 +112,9 @@ def check_model_dir(config, architecture, fingerprint, log):
 
 
 def main(config):
+    check_settings(config)  # before the heavy imports: a bad value is reported at once
     from transformers import Trainer, set_seed
 
-    check_settings(config)
     tokenizer = load_tokenizer(config.TOKENIZER_DIR)
     if tokenizer.eos_token_id is None or tokenizer.pad_token_id is None:  # a foreign tokenizer
         raise UserError(f"the tokenizer in {config.TOKENIZER_DIR} has no {EOT} or {PAD} token: "

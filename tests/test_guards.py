@@ -233,7 +233,10 @@ def test_binary_and_non_utf8_data_name_the_file(tmp_path):
     binary.write_bytes(bytes(range(256)) * 4)
     broken = tmp_path / "broken.jsonl"
     broken.write_text('{"text": "a"\n')
-    for path, message in [(latin, "is not UTF-8 text"), (binary, "is a binary file"), (broken, "cannot read")]:
+    numbers = tmp_path / "numbers.jsonl"
+    numbers.write_text('{"text": 1}\n')
+    for path, message in [(latin, "is not UTF-8 text"), (binary, "is a binary file"), (broken, "cannot read"),
+                          (numbers, "holds int64, not strings")]:
         with pytest.raises(UserError, match=message) as error:
             run_main(train_tokenizer, [f"--dataset={path}", f"--tokenizer_dir={tmp_path / 'tok'}"])
         assert path.name in str(error.value) and "\n" not in str(error.value)
