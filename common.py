@@ -6,9 +6,12 @@ Each script keeps its settings as UPPERCASE constants at the top and ends with
 their types and turns every `UserError` into one line on stderr.
 """
 
+import hashlib
 import json
+import math
 import os
 import socket
+import tempfile
 import sys
 from pathlib import Path
 from types import SimpleNamespace
@@ -18,6 +21,7 @@ EOT = "<|endoftext|>"  # separates stories, in the data set's txt files and in t
 UNK = "[UNK]"
 PAD = "[PAD]"
 SPECIAL_TOKENS = [PAD, UNK, EOT]
+RUN_RECORD = "training_run.json"  # train_model.py's settings and tokenizer fingerprint, beside each model
 # The tokenizer's mark for "a space comes before this token", as in SentencePiece: every word
 # carries it, and it tells an opening quote from a closing one (train_tokenizer.py).
 SPACE_MARK = "\u2581"  # ▁
@@ -72,9 +76,12 @@ def _parse_value(name, text, default):
         raise UserError(f"--{name} takes true or false, not {text!r}")
     if kind in (int, float):
         try:
-            return kind(text)
+            value = kind(text)
         except ValueError:
             raise UserError(f"--{name} takes a{'n integer' if kind is int else ' number'}, not {text!r}") from None
+        if not math.isfinite(value):  # float() takes "nan" and "inf"; no setting means either
+            raise UserError(f"--{name} takes a finite number, not {text!r}")
+        return value
     if kind in (list, tuple):
         # a JSON list, or items separated by "|" (prompts contain commas)
         if text.startswith("["):
@@ -131,6 +138,47 @@ def run_script(main, namespace, argv=None, errors=()):
     except (UserError, *errors) as error:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(1)
+    except KeyboardInterrupt:  # Ctrl-C: one line and the shell's usual status, so `a && b` stops
+        print("\ninterrupted", file=sys.stderr)
+        sys.exit(130)
+
+
+def at_least(config, minimum, *names):
+    """A UserError naming the first of the settings `names` below `minimum`."""
+    for name in names:
+        value = getattr(config, name)
+        if value < minimum:
+            raise UserError(f"{name} must be at least {minimum}, not {value}")
+
+
+def within(config, name, low, high, *, low_open=False, high_open=False):
+    """A UserError unless low <= setting <= high (strictly on an open side)."""
+    value = getattr(config, name)
+    if value < low or (low_open and value == low) or value > high or (high_open and value == high):
+        interval = f"{'(' if low_open else '['}{low}, {high}{')' if high_open else ']'}"
+        raise UserError(f"{name} must lie in {interval}, not {value}")
+
+
+def check_writable(path, what, folder=True):
+    """A UserError now, before any long work, unless `path` (a folder, created if missing, or a file)
+    can be written; `what` names the setting in the message."""
+    path = Path(path)
+    if folder and path.exists() and not path.is_dir():
+        raise UserError(f"{what}={path} is a file, not a folder: choose another {what}")
+    if not folder and path.is_dir():
+        raise UserError(f"{what}={path} is a folder, not a file: give a file name")
+    where = path if folder else path.parent
+    if not folder and not where.is_dir():
+        raise UserError(f"{what}={path}: folder {where} does not exist")
+    try:
+        if folder:
+            path.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=where):  # os.access says yes to root on a read-only mount
+            pass
+        if not folder and path.exists() and not os.access(path, os.W_OK):
+            raise PermissionError(13, "Permission denied")
+    except OSError as error:
+        raise UserError(f"cannot write {what}={path}: {error.strerror or error}") from None
 
 
 # ---------------------------------------------------------------- data
@@ -175,7 +223,7 @@ def stories_in_txt(paths, stamps=None):
     `stamps` is unused here: it only makes the `datasets` cache key change when a file does.
     """
     for path in paths:
-        with open(path, encoding="utf-8", errors="replace") as handle:
+        with open(path, encoding="utf-8") as handle:
             uses_marker = any(EOT in line for line in handle)
             handle.seek(0)
             lines = []
@@ -195,6 +243,29 @@ def stories_in_txt(paths, stamps=None):
             story = "".join(lines).strip()
             if story:
                 yield {"text": story}
+
+
+def check_text_file(path, chunk_size=1 << 24):
+    """A ValueError naming `path` unless it is UTF-8 text: binary or Latin-1 data would be silently
+    mangled into words otherwise."""
+    import codecs
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    offset = 0
+    with open(path, "rb") as handle:
+        while chunk := handle.read(chunk_size):
+            if b"\0" in chunk:
+                raise ValueError(f"{path} is a binary file, not text (a zero byte at offset "
+                                 f"{offset + chunk.index(bytes(1))})")
+            try:
+                decoder.decode(chunk)
+            except UnicodeDecodeError as error:
+                raise ValueError(f"{path} is not UTF-8 text (byte {offset + error.start}): convert it, "
+                                 f"e.g. iconv -f latin1 -t utf-8") from None
+            offset += len(chunk)
+        try:
+            decoder.decode(b"", final=True)
+        except UnicodeDecodeError:
+            raise ValueError(f"{path} is not UTF-8 text (it ends inside a character)") from None
 
 
 def load_stories(source, split="train"):
@@ -227,6 +298,11 @@ def load_stories(source, split="train"):
         # from_generator caches the stories as Arrow, keyed on its arguments: the files' sizes and
         # modification times are among them so that an edited file is read again
         stamps = [(str(f.resolve()), f.stat().st_size, f.stat().st_mtime) for f in files]
+        for file in files:  # before `datasets`, which would wrap the message in its own traceback
+            try:
+                check_text_file(file)
+            except ValueError as error:
+                raise UserError(str(error)) from None
         try:
             dataset = datasets.Dataset.from_generator(
                 stories_in_txt, gen_kwargs={"paths": [str(f) for f in files], "stamps": stamps},
@@ -234,10 +310,17 @@ def load_stories(source, split="train"):
         except ValueError:  # `datasets` refuses a generator that yields nothing
             raise UserError(f"{source} has no stories in it") from None
     else:
-        dataset = datasets.load_dataset(kind, data_files=[str(f) for f in files], split="train")
+        try:
+            dataset = datasets.load_dataset(kind, data_files=[str(f) for f in files], split="train")
+        except Exception as error:  # pyarrow and `datasets` raise their own types for a corrupt file
+            cause = error.__cause__ or error
+            raise UserError(f"cannot read {source} as {kind}: {_first_line(cause)}") from None
         if "text" not in dataset.column_names:
             raise UserError(f"{source} has no 'text' column (columns: {', '.join(dataset.column_names)})")
-        dataset = dataset.select_columns(["text"])
+        kind_of_text = getattr(dataset.features["text"], "dtype", "a nested structure")
+        if kind_of_text not in ("string", "large_string"):
+            raise UserError(f"{source}: its 'text' column holds {kind_of_text}, not strings")
+        dataset = dataset.select_columns(["text"]).filter(lambda text: text is not None, input_columns="text")
     if len(dataset) == 0:
         raise UserError(f"{source} has no stories in it")
     return dataset
@@ -296,11 +379,72 @@ def pick_device():
     return "cpu"
 
 
+def _first_line(error):
+    if isinstance(error, KeyError):  # its message is only the key
+        return f"no {error} in it"
+    return (str(error).strip().splitlines() or [type(error).__name__])[0]
+
+
+def _check_json_files(folder, names, remedy):
+    """A UserError naming the first of these JSON files in `folder` that does not parse."""
+    for name in names:
+        path = Path(folder) / name
+        if path.is_file():
+            try:
+                json.loads(path.read_bytes())
+            except (ValueError, OSError) as error:
+                raise UserError(f"{path} is corrupt ({_first_line(error)}): {remedy}") from None
+
+
+def vocabulary_fingerprint(vocabulary):
+    """A short hash of {token: id}: two tokenizers with equal fingerprints map every word alike."""
+    text = json.dumps(sorted(vocabulary.items()), ensure_ascii=False)
+    return "sha256:" + hashlib.sha256(text.encode("utf-8")).hexdigest()[:32]
+
+
+def tokenizer_fingerprint(folder):
+    """The vocabulary fingerprint of the tokenizer.json in `folder` (no transformers needed)."""
+    from tokenizers import Tokenizer
+    path = Path(folder) / "tokenizer.json"
+    try:
+        return vocabulary_fingerprint(Tokenizer.from_file(str(path)).get_vocab(with_added_tokens=True))
+    except Exception as error:  # the Rust library raises a plain Exception for a corrupt file
+        raise UserError(f"{path} is not a readable tokenizer ({_first_line(error)})") from None
+
+
+def read_run_record(folder):
+    """train_model.py's record of the run that made the model or checkpoint in `folder`, or None."""
+    path = Path(folder) / RUN_RECORD
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None
+    except (ValueError, OSError) as error:
+        raise UserError(f"{path} is corrupt ({_first_line(error)}): delete it") from None
+    return record if isinstance(record, dict) else None
+
+
 def load_tokenizer(folder):
     from transformers import AutoTokenizer
     if not (Path(folder) / "tokenizer.json").is_file():
         raise UserError(f"no tokenizer in {folder}: run train_tokenizer.py first (or set TOKENIZER_DIR)")
-    return AutoTokenizer.from_pretrained(folder)
+    remedy = "run train_tokenizer.py again" if not (Path(folder) / "config.json").is_file() else \
+        "copy the tokenizer the model was trained with back, or train the model again"
+    _check_json_files(folder, ["tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"], remedy)
+    try:
+        return AutoTokenizer.from_pretrained(folder)
+    except Exception as error:  # the Rust library raises a plain Exception for a corrupt file
+        raise UserError(f"cannot load the tokenizer in {folder} ({_first_line(error)}): {remedy}") from None
+
+
+def _check_weights(path):
+    """A UserError naming a truncated or foreign safetensors file (its header states every tensor's extent)."""
+    from safetensors import safe_open
+    try:
+        with safe_open(str(path), framework="pt") as weights:
+            weights.keys()
+    except Exception as error:  # safetensors raises its own SafetensorError, no subclass of OSError
+        raise UserError(f"{path} is corrupt or truncated ({_first_line(error)}): train the model again") from None
 
 
 def load_model(folder, device=None):
@@ -312,10 +456,27 @@ def load_model(folder, device=None):
         what = "no model" if not folder.exists() else "no complete model (config, weights and tokenizer)"
         raise UserError(f"{what} in {folder}: run train_model.py first (or set MODEL_DIR)")
     from transformers.utils import logging
+    _check_json_files(folder, ["config.json", "generation_config.json"], "train the model again")
+    for path in weights:
+        if path.suffix == ".safetensors":
+            _check_weights(path)
     tokenizer = load_tokenizer(folder)
+    record = read_run_record(folder)
+    config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    if not isinstance(config, dict) or "vocab_size" not in config:
+        raise UserError(f"{folder / 'config.json'} is not a model's config: train the model again")
+    matches = (record["tokenizer"] == vocabulary_fingerprint(tokenizer.get_vocab())
+               if record and "tokenizer" in record else config.get("vocab_size") == len(tokenizer))
+    if not matches:  # e.g. train_tokenizer.py wrote into MODEL_DIR: the ids would mean other words
+        raise UserError(f"{folder / 'tokenizer.json'} is not the tokenizer this model was trained with: "
+                        f"copy that one back, or train the model again")
     logging.disable_progress_bar()  # a bar for loading a few MB of weights is noise
-    model = AutoModelForCausalLM.from_pretrained(folder)
-    logging.enable_progress_bar()
+    try:
+        model = AutoModelForCausalLM.from_pretrained(folder)
+    except (OSError, ValueError, KeyError, RuntimeError) as error:
+        raise UserError(f"cannot load the model in {folder} ({_first_line(error)}): train it again") from None
+    finally:
+        logging.enable_progress_bar()
     model.config.use_cache = True  # the Trainer saves checkpoints with the KV cache switched off
     model.to(device or pick_device()).eval()
     return model, tokenizer

@@ -20,7 +20,7 @@ SEED = 42  # same seed, same text
 import sys
 import time
 
-from common import UserError, detokenize, load_model, run_script, split_words, warn_unknown_words
+from common import UserError, at_least, detokenize, load_model, run_script, split_words, warn_unknown_words, within
 
 BOLD, PLAIN = "\033[1m", "\033[0m"
 
@@ -70,7 +70,14 @@ def generate(model, tokenizer, prompts, config):
     return results, new_tokens
 
 
+def check_settings(config):
+    at_least(config, 1, "MAX_NEW_TOKENS", "NUM_SAMPLES")
+    at_least(config, 0, "TEMPERATURE", "TOP_K")
+    within(config, "TOP_P", 0, 1, low_open=True)
+
+
 def main(config):
+    check_settings(config)
     prompts = [config.PROMPT] if config.PROMPT else list(config.PROMPTS)
     if not prompts:
         raise UserError("no prompts: give one with --prompt=... or several with --prompts=a|b")

@@ -37,7 +37,10 @@ import sys
 import time
 
 import pilish
-from common import UserError, load_model, run_script, warn_unknown_words
+from common import (UserError, at_least, check_text_file, check_writable, load_model, run_script, warn_unknown_words,
+                    within)
+
+MAX_DIGITS = 100_000  # computing them takes seconds (300,000: half a minute, growing faster), writing them hours
 
 
 def digits_name(source):
@@ -61,9 +64,12 @@ def show_digits(text, width=100):
 def check_file(config):
     """Verify each non-empty line of CHECK_FILE; exit non-zero when any departs."""
     try:
+        check_text_file(config.CHECK_FILE)
         lines = [line for line in open(config.CHECK_FILE, encoding="utf-8").read().splitlines() if line.strip()]
     except OSError as error:
         raise UserError(f"cannot read {config.CHECK_FILE}: {error.strerror}") from None
+    except ValueError as error:  # binary or not UTF-8
+        raise UserError(str(error)) from None
     if not lines:
         raise UserError(f"{config.CHECK_FILE} has no text to check")
     failures = 0
@@ -71,6 +77,9 @@ def check_file(config):
         # check as many digits as the line's words would spell
         needed = sum(len(pilish.digits_of_word(pilish.letters_in(w), "standard"))
                      for w in pilish.WORD_RE.findall(line))
+        if needed > MAX_DIGITS:
+            raise UserError(f"a line of {config.CHECK_FILE} spells {needed:,} digits; "
+                            f"at most {MAX_DIGITS:,} are checked")
         verification = pilish.verify(line, pilish.get_digits(config.DIGITS, max(1, needed)), config.RULES)
         failures += not verification.ok
         print(pilish.format_verification(verification, digits_name(config.DIGITS)))
@@ -78,12 +87,26 @@ def check_file(config):
         sys.exit(1)
 
 
+def check_settings(config):
+    """The ranges that pilish.get_digits and pilish.decoding_settings leave to the caller."""
+    at_least(config, 1, "NUM_SAMPLES")
+    if config.NUM_DIGITS > MAX_DIGITS:
+        raise UserError(f"NUM_DIGITS is at most {MAX_DIGITS:,}, not {config.NUM_DIGITS:,}")
+    at_least(config, 0, "NO_REPEAT_NGRAM_SIZE", "TOP_K", "CONTEXT_LENGTH")
+    if config.REPETITION_PENALTY <= 0:
+        raise UserError(f"REPETITION_PENALTY must be above 0 (1.0 = off), not {config.REPETITION_PENALTY}")
+    if config.DECODING == "sample" and config.TEMPERATURE <= 0:
+        raise UserError(f"TEMPERATURE must be above 0 for DECODING=sample, not {config.TEMPERATURE}")
+    within(config, "TOP_P", 0, 1, low_open=True)
+    if config.OUTPUT_FILE:  # before the model writes for minutes
+        check_writable(config.OUTPUT_FILE, "OUTPUT_FILE", folder=False)
+
+
 def main(config):
     pilish.check_rules(config.RULES)
     if config.CHECK_FILE:
         return check_file(config)
-    if config.NUM_SAMPLES < 1:
-        raise UserError("NUM_SAMPLES must be at least 1")
+    check_settings(config)
     digits = pilish.get_digits(config.DIGITS, config.NUM_DIGITS)
     decoding = pilish.decoding_settings(
         config.DECODING, config.NUM_BEAMS, config.TEMPERATURE, config.TOP_K, config.TOP_P,

@@ -6,8 +6,10 @@
     torchrun --nproc_per_node=4 train_model.py                   # 4 GPUs on one machine
     torchrun --nnodes=2 --node_rank=0 --nproc_per_node=8 --master_addr=HOST --master_port=29500 train_model.py
 
-Re-running the same command resumes from the last checkpoint in MODEL_DIR; Ctrl-C saves one
-and stops. MODEL_DIR ends up with the model, the tokenizer, metrics.json and loss_curve.png,
+Re-running the same command resumes from the last complete checkpoint in MODEL_DIR, with the
+LEARNING_RATE and schedule now set; Ctrl-C saves one and stops (exit status 130). A MODEL_DIR that
+holds a model or checkpoints made with another tokenizer or other settings is refused unless
+--overwrite=true. MODEL_DIR ends up with the model, the tokenizer, metrics.json and loss_curve.png,
 loadable with AutoModelForCausalLM / AutoTokenizer / pipeline("text-generation").
 """
 
@@ -36,28 +38,98 @@ COMPILE = False  # torch.compile the model (faster on a GPU after a minute of co
 NUM_PROC = 0  # processes for tokenizing (0 = one per CPU core for large data, else 1)
 DATALOADER_WORKERS = -1  # processes reading batches ahead (-1 = 4 on a GPU, so it never waits; 0 on a CPU)
 SEED = 42  # same seed, same data order and initial weights
+OVERWRITE = False  # start afresh over a model or checkpoints in MODEL_DIR made with another tokenizer or settings
 
 import json
 import math
 import os
 import signal
+import sys
 import time
 from pathlib import Path
 
 import training
-from common import UserError, load_tokenizer, pick_device, run_script
+from common import (EOT, PAD, UserError, at_least, check_writable, load_tokenizer, pick_device, read_run_record,
+                    run_script, vocabulary_fingerprint, within)
+
+
+def check_settings(config):
+    """Every setting's range, before any work (the libraries would fail later, or worse, not at all)."""
+    at_least(config, 1, "N_LAYER", "N_HEAD", "N_EMBD", "BATCH_SIZE", "GRADIENT_ACCUMULATION", "SAVE_TOTAL_LIMIT")
+    at_least(config, 2, "CONTEXT_LENGTH")  # a block of one token has nothing to predict: the loss is NaN
+    at_least(config, 0, "MAX_STEPS", "EVAL_STEPS", "LOGGING_STEPS", "NUM_PROC")
+    at_least(config, -1, "DATALOADER_WORKERS")
+    if config.N_EMBD % config.N_HEAD:
+        raise UserError(f"N_EMBD ({config.N_EMBD}) must be a multiple of N_HEAD ({config.N_HEAD})")
+    if config.LEARNING_RATE <= 0:
+        raise UserError(f"LEARNING_RATE must be above 0, not {config.LEARNING_RATE}")
+    if config.MAX_STEPS == 0 and config.NUM_EPOCHS <= 0:
+        raise UserError(f"NUM_EPOCHS must be above 0, not {config.NUM_EPOCHS} (or set MAX_STEPS)")
+    for name in ("MODEL_DIR", "TOKENIZER_DIR", "DATASET"):
+        if not getattr(config, name).strip():
+            raise UserError(f"{name} is empty: give a path")
+    within(config, "DROPOUT", 0, 1, high_open=True)
+    within(config, "WARMUP", 0, 1, high_open=True)
+    within(config, "VALID_FRACTION", 0, 1, low_open=True, high_open=True)
+    at_least(config, 0, "WEIGHT_DECAY", "MAX_GRAD_NORM")
+
+
+def settings_of(config):
+    return {name: value for name, value in vars(config).items()}
+
+
+def check_model_dir(config, architecture, fingerprint, log):
+    """The checkpoint to resume (or None) once MODEL_DIR is safe to write; a UserError when this run
+    would overwrite or continue a model made with another tokenizer or other settings."""
+    way_out = "choose another MODEL_DIR, or pass --overwrite=true to start afresh over it"
+    checkpoint, incomplete = training.find_checkpoints(config.MODEL_DIR)
+    if checkpoint is not None:
+        reasons = training.saved_model_mismatch(checkpoint, architecture, fingerprint)
+        if reasons and not config.OVERWRITE:
+            raise UserError(f"{checkpoint} was trained with {', '.join(reasons)}: {way_out}")
+    elif training.holds_finished_model(config.MODEL_DIR):
+        reasons = training.saved_model_mismatch(config.MODEL_DIR, architecture, fingerprint,
+                                                settings_of(config))
+        if reasons and not config.OVERWRITE:
+            raise UserError(f"{config.MODEL_DIR} holds a finished model trained with {', '.join(reasons)}: "
+                            f"{way_out}")
+    else:
+        reasons = []
+    is_main = int(os.environ.get("RANK", "0")) == 0
+    if config.OVERWRITE and reasons:
+        if is_main:  # start afresh: no later run may take the old checkpoints for this run's
+            import shutil
+            for old in training.checkpoint_folders(config.MODEL_DIR):
+                shutil.rmtree(old)
+        log(f"--overwrite: starting afresh over {config.MODEL_DIR} ({', '.join(reasons)})")
+        return None
+    for path in incomplete:
+        if is_main:
+            moved = training.set_aside(path)
+            print(f"warning: {path} is incomplete (a save was cut short); set aside as {moved.name}",
+                  file=sys.stderr)
+    return checkpoint
 
 
 def main(config):
+    check_settings(config)  # before the heavy imports: a bad value is reported at once
     from transformers import Trainer, set_seed
-    from transformers.trainer_utils import get_last_checkpoint
 
     tokenizer = load_tokenizer(config.TOKENIZER_DIR)
-    set_seed(config.SEED)
-    device = pick_device()
+    if tokenizer.eos_token_id is None or tokenizer.pad_token_id is None:  # a foreign tokenizer
+        raise UserError(f"the tokenizer in {config.TOKENIZER_DIR} has no {EOT} or {PAD} token: "
+                        f"make one with train_tokenizer.py")
+    check_writable(config.MODEL_DIR, "MODEL_DIR")
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     is_main = int(os.environ.get("RANK", "0")) == 0
     log = print if is_main else (lambda *args, **kwargs: None)
+    fingerprint = vocabulary_fingerprint(tokenizer.get_vocab())
+    architecture = dict(vocab_size=len(tokenizer), n_positions=config.CONTEXT_LENGTH, n_embd=config.N_EMBD,
+                        n_layer=config.N_LAYER, n_head=config.N_HEAD)
+    checkpoint = check_model_dir(config, architecture, fingerprint, log)  # before the data's long tokenizing
+    record = training.run_record(settings_of(config), fingerprint)
+    set_seed(config.SEED)
+    device = pick_device()
     workers = config.DATALOADER_WORKERS if config.DATALOADER_WORKERS >= 0 else (4 if device == "cuda" else 0)
     args = training.training_arguments(
         config.MODEL_DIR, device=device, batch_size=config.BATCH_SIZE, learning_rate=config.LEARNING_RATE,
@@ -99,15 +171,17 @@ def main(config):
     precision = training.precision(device)
     log(f"device: {device} x {world_size}, {precision}; {total_steps:,} steps of {block_tokens:,} tokens")
 
-    checkpoint = get_last_checkpoint(config.MODEL_DIR) if Path(config.MODEL_DIR).is_dir() else None
     if checkpoint:
-        try:
-            training.check_resumable(checkpoint, model)
-        except ValueError as error:
-            raise UserError(str(error)) from None
-        log(f"resuming from {checkpoint}")
+        before = (read_run_record(checkpoint) or {}).get("settings", {})
+        old_rate = before.get("LEARNING_RATE", config.LEARNING_RATE)
+        new_rate = (f" with LEARNING_RATE now {config.LEARNING_RATE} (checkpoint had {old_rate}), on the schedule "
+                    f"now set" if old_rate != config.LEARNING_RATE else "")
+        log(f"resuming from {checkpoint}{new_rate}")
+        changed = training.differences(before, settings_of(config), ignore=("LEARNING_RATE", "OVERWRITE", "MODEL_DIR"))
+        if changed:
+            log(f"settings that differ from the checkpoint's (this run uses the new ones): {', '.join(changed)}")
 
-    guard = training.make_guard_callback()
+    guard = training.make_guard_callback(record)
     trainer = Trainer(model=model, args=args, train_dataset=train_blocks, eval_dataset=valid_blocks,
                       data_collator=training.collate_blocks, processing_class=tokenizer, callbacks=[guard])
 
@@ -120,7 +194,7 @@ def main(config):
     previous_handler = signal.signal(signal.SIGINT, on_interrupt)
     started = time.perf_counter()
     try:
-        result = trainer.train(resume_from_checkpoint=checkpoint)
+        result = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
     finally:
         signal.signal(signal.SIGINT, previous_handler)
     wall_seconds = time.perf_counter() - started
@@ -129,17 +203,21 @@ def main(config):
         raise UserError(f"the training loss became NaN or infinite by step {guard.bad_loss_step}; nothing was "
                         f"saved for it. Lower LEARNING_RATE (now {config.LEARNING_RATE}) and run again: "
                         f"it resumes from the last good checkpoint")
-    if guard.interrupted:
+    if guard.interrupted:  # not a success: `train_model.py && generate.py` must not go on
         log(f"stopped at step {trainer.state.global_step}; run the same command to resume")
-        return
+        sys.exit(130)
 
     evaluation = trainer.evaluate()  # every rank takes part; then rank 0 alone writes
+    if not math.isfinite(evaluation["eval_loss"]):  # never replace a model with broken weights
+        raise UserError(f"the validation loss is {evaluation['eval_loss']}; nothing was saved. Lower "
+                        f"LEARNING_RATE (now {config.LEARNING_RATE}) and run again")
     trainer.model.config.use_cache = True  # training switched the KV cache off; generation wants it
     trainer.save_model(config.MODEL_DIR)
     if not trainer.is_world_process_zero():
         return
     tokenizer.save_pretrained(config.MODEL_DIR)
-    steps_this_run = trainer.state.global_step - (int(checkpoint.rsplit("-", 1)[1]) if checkpoint else 0)
+    training.write_run_record(config.MODEL_DIR, record)
+    steps_this_run = trainer.state.global_step - (int(checkpoint.name.rsplit("-", 1)[1]) if checkpoint else 0)
     metrics = {
         "device": f"{device} x {world_size}", "precision": precision,
         "parameters": total, "non_embedding_parameters": non_embedding,

@@ -15,10 +15,14 @@ MIN_FREQUENCY = 1  # a word must appear this often to get a token of its own
 LOWERCASE = True  # fold case: "Lily" and "lily" are one word
 MAX_STORIES = 0  # train on the first N stories only (0 = all of them)
 HELD_OUT = 0.01  # share of stories kept out of training to measure the [UNK] rate
+OVERWRITE = False  # replace a different tokenizer in TOKENIZER_DIR, or write into a model's folder
 
 import time
 
-from common import EOT, PAD, SPACE_MARK, SPECIAL_TOKENS, UNK, UserError, load_stories, run_script
+from pathlib import Path
+
+from common import (EOT, PAD, SPACE_MARK, SPECIAL_TOKENS, UNK, UserError, at_least, check_writable, load_stories,
+                    run_script, tokenizer_fingerprint, vocabulary_fingerprint, within)
 
 # The data set's text came from GPT-3.5 as UTF-8 and was partly decoded as Windows-1252 somewhere
 # along the way, so curly quotes arrive as "â€œ" and friends. Longest patterns first: the closing
@@ -123,8 +127,15 @@ def main(config):
 
     if config.VOCAB_SIZE <= len(SPECIAL_TOKENS):
         raise UserError(f"VOCAB_SIZE must be larger than the {len(SPECIAL_TOKENS)} special tokens")
-    if not 0 <= config.HELD_OUT < 1:
-        raise UserError("HELD_OUT is a share of the stories: 0 <= HELD_OUT < 1")
+    if not config.TOKENIZER_DIR.strip():
+        raise UserError("TOKENIZER_DIR is empty: give a folder")
+    within(config, "HELD_OUT", 0, 1, high_open=True)
+    at_least(config, 0, "MIN_FREQUENCY", "MAX_STORIES")
+    folder = Path(config.TOKENIZER_DIR)
+    if (folder / "config.json").is_file() and not config.OVERWRITE:  # a model's folder: its tokenizer is its own
+        raise UserError(f"{folder} holds a model, whose tokenizer must stay the one it was trained with: choose "
+                        f"another TOKENIZER_DIR (or pass --overwrite=true to replace it anyway)")
+    check_writable(folder, "TOKENIZER_DIR")
     started = time.perf_counter()
     stories = load_stories(config.DATASET, split="train")
     if config.MAX_STORIES > 0:
@@ -147,6 +158,12 @@ def main(config):
         vocab_size=config.VOCAB_SIZE, min_frequency=config.MIN_FREQUENCY,
         special_tokens=SPECIAL_TOKENS, show_progress=True)
     tokenizer.train_from_iterator(batches(), trainer, length=(train_count + 999) // 1000)
+    if (folder / "tokenizer.json").is_file() and not config.OVERWRITE:
+        # models trained with the old one keep their own copy, but a run resumed in a MODEL_DIR made
+        # with it would be refused: say so rather than replace it silently
+        if tokenizer_fingerprint(folder) != vocabulary_fingerprint(tokenizer.get_vocab(with_added_tokens=True)):
+            raise UserError(f"{folder} holds another tokenizer (a different vocabulary); choose another "
+                            f"TOKENIZER_DIR, or pass --overwrite=true to replace it")
     wrap_for_transformers(tokenizer).save_pretrained(config.TOKENIZER_DIR)
     elapsed = time.perf_counter() - started
 

@@ -4,12 +4,21 @@ model, the Trainer's arguments and callbacks, the loss curve. Functions take pla
 
 import json
 import math
+import re
+import zipfile
 from pathlib import Path
 
-from common import load_stories
+from common import RUN_RECORD, load_stories, read_run_record, tokenizer_fingerprint
 
-# settings that must match for a checkpoint in MODEL_DIR to be resumed
+# settings that must match for a checkpoint in MODEL_DIR to be resumed (config.json's names), and
+# train_model.py's names for those of them that are settings
 ARCHITECTURE_KEYS = ("vocab_size", "n_positions", "n_embd", "n_layer", "n_head")
+ARCHITECTURE_SETTINGS = ("CONTEXT_LENGTH", "N_EMBD", "N_LAYER", "N_HEAD")
+# train_model.py settings that change nothing in the trained weights: a finished model trained with
+# other values of these may be trained again over itself
+HARMLESS_SETTINGS = ("MODEL_DIR", "TOKENIZER_DIR", "OVERWRITE", "NUM_PROC", "DATALOADER_WORKERS", "COMPILE",
+                     "SAVE_TOTAL_LIMIT", "LOGGING_STEPS", "EVAL_STEPS")
+CHECKPOINT_RE = re.compile(r"^checkpoint-(\d+)$")
 
 
 def load_splits(dataset, valid_dataset="", valid_fraction=0.02, seed=42):
@@ -82,15 +91,101 @@ def count_parameters(model):
     return total, total - embeddings  # the LM head shares the token embedding
 
 
-def check_resumable(checkpoint, model):
-    """A checkpoint from a run with another architecture or tokenizer cannot be resumed."""
-    saved = json.loads((Path(checkpoint) / "config.json").read_text())
-    wanted = model.config.to_dict()
-    different = [f"{key} {saved.get(key)} (now {wanted[key]})" for key in ARCHITECTURE_KEYS
-                 if saved.get(key) != wanted[key]]
-    if different:
-        raise ValueError(f"{checkpoint} was trained with other settings: {', '.join(different)}; "
-                         f"use another MODEL_DIR or delete that one to start afresh")
+def checkpoint_is_complete(checkpoint):
+    """Whether every file of a Trainer checkpoint was written out in full. The Trainer writes
+    trainer_state.json last, so a save cut short lacks it (or leaves it, or another file, truncated)."""
+    checkpoint = Path(checkpoint)
+    try:
+        json.loads((checkpoint / "trainer_state.json").read_text(encoding="utf-8"))
+        json.loads((checkpoint / "config.json").read_text(encoding="utf-8"))
+        from safetensors import safe_open
+        with safe_open(str(checkpoint / "model.safetensors"), framework="pt") as weights:
+            weights.keys()  # safe_open checks the header against the file's length
+    except Exception:  # missing, truncated or garbled: SafetensorError is none of the usual types
+        return False
+    # torch.save writes zip archives, whose directory is at the end: a cut-short file has none
+    return all(zipfile.is_zipfile(path) for path in checkpoint.glob("*.pt*"))
+
+
+def checkpoint_folders(model_dir):
+    """The checkpoint-N folders in `model_dir`, the last (highest N) first."""
+    folder = Path(model_dir)
+    if not folder.is_dir():
+        return []
+    numbered = sorted(((int(match[1]), path) for path in folder.iterdir()
+                       if path.is_dir() and (match := CHECKPOINT_RE.match(path.name))), reverse=True)
+    return [path for _, path in numbered]
+
+
+def find_checkpoints(model_dir):
+    """(the last complete checkpoint in `model_dir` or None, the incomplete ones after it)."""
+    incomplete = []
+    for path in checkpoint_folders(model_dir):
+        if checkpoint_is_complete(path):
+            return path, incomplete
+        incomplete.append(path)
+    return None, incomplete
+
+
+def set_aside(checkpoint):
+    """Rename an incomplete checkpoint so that neither the Trainer nor a later run takes it for one."""
+    checkpoint = Path(checkpoint)
+    target = checkpoint.with_name("incomplete-" + checkpoint.name)
+    if target.exists():
+        import shutil
+        shutil.rmtree(target)
+    checkpoint.rename(target)
+    return target
+
+
+def run_record(settings, fingerprint):
+    """What train_model.py writes beside each checkpoint and model (RUN_RECORD): its settings and
+    the fingerprint of the tokenizer's vocabulary."""
+    return {"tokenizer": fingerprint, "settings": dict(settings)}
+
+
+def write_run_record(folder, record):
+    Path(folder, RUN_RECORD).write_text(json.dumps(record, indent=1), encoding="utf-8")
+
+
+def differences(before, now, ignore=()):
+    """["NAME old -> new", ...] for the settings that differ (ones missing from `before` are skipped)."""
+    return [f"{name} {before[name]!r} -> {value!r}" for name, value in now.items()
+            if name not in ignore and name in before and before[name] != value]
+
+
+def saved_model_mismatch(folder, architecture, fingerprint, settings=None):
+    """Why the model or checkpoint in `folder` cannot be continued by (or replaced with) a run of
+    `architecture` ({ARCHITECTURE_KEY: value}) with tokenizer `fingerprint`: a list of reasons.
+
+    With `settings`, a difference in any that shapes the weights counts too (for a finished model,
+    which a run with other settings would replace rather than continue).
+    """
+    folder = Path(folder)
+    try:
+        saved = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    except (ValueError, OSError):
+        return [f"a {folder / 'config.json'} that cannot be read"]
+    reasons = [f"{key} {saved.get(key)} (now {architecture[key]})" for key in ARCHITECTURE_KEYS
+               if saved.get(key) != architecture[key]]
+    record = read_run_record(folder)
+    saved_fingerprint = (record or {}).get("tokenizer")
+    if saved_fingerprint is None and (folder / "tokenizer.json").is_file():
+        saved_fingerprint = tokenizer_fingerprint(folder)
+    if saved_fingerprint is not None and saved_fingerprint != fingerprint:
+        reasons.append("another tokenizer (its vocabulary differs from TOKENIZER_DIR's)")
+    if settings is not None:
+        if record is None:
+            reasons.append(f"settings that were not recorded (no {RUN_RECORD})")
+        else:
+            reasons += differences(record.get("settings", {}), settings,
+                                   ignore=HARMLESS_SETTINGS + ARCHITECTURE_SETTINGS)
+    return reasons
+
+
+def holds_finished_model(folder):
+    folder = Path(folder)
+    return (folder / "config.json").is_file() and any(folder.glob("model*.safetensors"))
 
 
 def precision(device):
@@ -159,34 +254,73 @@ def plot_loss_curve(log_history, path):
     plt.close(figure)
 
 
-def make_guard_callback():
-    """Stops cleanly on Ctrl-C (after saving a checkpoint) and on a non-finite loss (without saving)."""
+def apply_new_schedule(args, state, optimizer, lr_scheduler):
+    """On resuming, make the learning rate, warm-up and schedule of `args` apply.
+
+    The Trainer restores the scheduler and optimizer from the checkpoint, and with them the old peak
+    learning rate: a run resumed with a lower LEARNING_RATE after a NaN would fail again. The
+    schedule's shape (warm-up, length) already comes from `args`; only its base rate is the old one.
+    It also restores the old logging/evaluation intervals with the Trainer's state.
+    """
+    state.compute_steps(args, state.max_steps)
+    scheduler = getattr(lr_scheduler, "scheduler", lr_scheduler)  # accelerate may wrap it
+    if not hasattr(scheduler, "lr_lambdas"):  # not train_model.py's schedule (LambdaLR): leave it
+        return
+    scheduler.base_lrs = [args.learning_rate for _ in scheduler.base_lrs]
+    for index, group in enumerate(optimizer.param_groups):
+        group["initial_lr"] = args.learning_rate
+        group["lr"] = args.learning_rate * scheduler.lr_lambdas[index](scheduler.last_epoch)
+        if group.get("weight_decay"):  # the Trainer's decay group (the other one has none)
+            group["weight_decay"] = args.weight_decay
+    scheduler._last_lr = [group["lr"] for group in optimizer.param_groups]
+
+
+def weights_are_finite(model):
+    import torch
+    return all(bool(torch.isfinite(parameter).all()) for parameter in model.parameters())
+
+
+def make_guard_callback(run_record=None):
+    """Stops cleanly on Ctrl-C (after saving a checkpoint) and on a non-finite loss or weight
+    (without saving); on resuming, applies the learning rate now set (see `apply_new_schedule`);
+    writes `run_record` into every checkpoint."""
     from transformers import TrainerCallback
 
     class Guard(TrainerCallback):
         interrupted = False
         bad_loss_step = None
 
-        def on_step_end(self, args, state, control, **kwargs):
+        def on_train_begin(self, args, state, control, optimizer=None, lr_scheduler=None, **kwargs):
+            if state.global_step > 0 and optimizer is not None and lr_scheduler is not None:
+                apply_new_schedule(args, state, optimizer, lr_scheduler)
+
+        def on_step_end(self, args, state, control, model=None, **kwargs):
             if self.interrupted:
                 control.should_save = True
                 control.should_training_stop = True
             if control.should_save:  # the Trainer logs before it saves: on_log then sees this step's loss
                 control.should_log = True
+                if model is not None and not weights_are_finite(model):
+                    self.stop_for_bad_loss(state, control)
+
+        def stop_for_bad_loss(self, state, control):
+            self.bad_loss_step = state.global_step
+            control.should_save = False  # never checkpoint broken weights
+            control.should_evaluate = False
+            control.should_training_stop = True
+
+        def on_save(self, args, state, control, **kwargs):
+            if run_record is not None and state.is_world_process_zero:
+                write_run_record(Path(args.output_dir, f"checkpoint-{state.global_step}"), run_record)
 
         def on_log(self, args, state, control, logs=None, **kwargs):
             loss = (logs or {}).get("loss")
             if loss is not None and not math.isfinite(loss):
-                self.bad_loss_step = state.global_step
-                control.should_save = False  # never checkpoint broken weights
-                control.should_evaluate = False
-                control.should_training_stop = True
+                self.stop_for_bad_loss(state, control)
 
         def on_evaluate(self, args, state, control, metrics=None, **kwargs):
             loss = (metrics or {}).get("eval_loss")
             if loss is not None and not math.isfinite(loss):
-                self.bad_loss_step = state.global_step
-                control.should_save = False
-                control.should_training_stop = True
+                self.stop_for_bad_loss(state, control)
 
     return Guard()

@@ -1,0 +1,278 @@
+"""Issue 12: no run loses a trained model, NaN recovery works, and every bad value is one line.
+
+The guarded cases compare the checksums of every file before and after the refused run.
+"""
+
+import hashlib
+import json
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+import generate
+import pilish_generate
+import train_model
+import train_tokenizer
+import training
+from common import SPACE_MARK, UserError, run_script, tokenizer_fingerprint
+from conftest import ROOT, TINY_MODEL, run_main
+
+
+def checksums(folder):
+    return {str(path.relative_to(folder)): hashlib.sha256(path.read_bytes()).hexdigest()
+            for path in sorted(folder.rglob("*")) if path.is_file()}
+
+
+def train(corpus_file, tokenizer_dir, model_dir, *extra):
+    run_main(train_model, [f"--dataset={corpus_file}", f"--tokenizer_dir={tokenizer_dir}",
+                           f"--model_dir={model_dir}", *TINY_MODEL, *extra])
+
+
+def swapped_tokenizer(tokenizer_dir, folder):
+    """A copy of the tokenizer with two words' ids swapped: the same size, another vocabulary."""
+    shutil.copytree(tokenizer_dir, folder)
+    data = json.loads((folder / "tokenizer.json").read_text())
+    vocab = data["model"]["vocab"]
+    the, and_ = SPACE_MARK + "the", SPACE_MARK + "and"
+    vocab[the], vocab[and_] = vocab[and_], vocab[the]
+    (folder / "tokenizer.json").write_text(json.dumps(data))
+    return folder
+
+
+def copy_model(model_dir, folder):
+    shutil.copytree(model_dir, folder, ignore=shutil.ignore_patterns("checkpoint-*"))
+    return folder
+
+
+# ---------------------------------------------------------------- MODEL_DIR and TOKENIZER_DIR guards
+
+def test_model_dir_is_never_overwritten_by_another_tokenizer_or_other_settings(corpus_file, tokenizer_dir, tmp_path):
+    model_dir = tmp_path / "model"
+    train(corpus_file, tokenizer_dir, model_dir, "--max_steps=2", "--eval_steps=2")
+    other = swapped_tokenizer(tokenizer_dir, tmp_path / "other")
+    before = checksums(model_dir)
+    # a checkpoint made with a tokenizer of the same size but other ids is not resumed
+    with pytest.raises(UserError, match="checkpoint-2 was trained with another tokenizer.*--overwrite=true"):
+        train(corpus_file, other, model_dir, "--max_steps=4")
+    assert checksums(model_dir) == before
+
+    # a finished model without checkpoints is not replaced by other settings or another tokenizer
+    shutil.rmtree(model_dir / "checkpoint-2")
+    before = checksums(model_dir)
+    with pytest.raises(UserError, match="holds a finished model trained with n_embd 32 \\(now 16\\).*MODEL_DIR"):
+        train(corpus_file, tokenizer_dir, model_dir, "--max_steps=2", "--eval_steps=2", "--n_embd=16")
+    with pytest.raises(UserError, match="LEARNING_RATE 0.01 -> 0.02"):
+        train(corpus_file, tokenizer_dir, model_dir, "--max_steps=2", "--eval_steps=2", "--learning_rate=0.02")
+    with pytest.raises(UserError, match="another tokenizer"):
+        train(corpus_file, other, model_dir, "--max_steps=2", "--eval_steps=2")
+    assert checksums(model_dir) == before
+
+    # on purpose: --overwrite=true starts afresh
+    train(corpus_file, tokenizer_dir, model_dir, "--max_steps=2", "--eval_steps=2", "--n_embd=16", "--overwrite=true")
+    assert json.loads((model_dir / "config.json").read_text())["n_embd"] == 16
+
+
+def test_loading_a_model_checks_its_tokenizer(model_dir, corpus_file, tokenizer_dir, tmp_path):
+    folder = copy_model(model_dir, tmp_path / "model")
+    other = swapped_tokenizer(tokenizer_dir, tmp_path / "other")
+    shutil.copy(other / "tokenizer.json", folder / "tokenizer.json")
+    with pytest.raises(UserError, match="tokenizer.json is not the tokenizer this model was trained with"):
+        run_main(generate, [f"--model_dir={folder}", "--max_new_tokens=2"])
+    # without the run record (a model from elsewhere), a smaller tokenizer is still caught by its size
+    (folder / "training_run.json").unlink()
+    small = tmp_path / "small"
+    run_main(train_tokenizer, [f"--dataset={corpus_file}", f"--tokenizer_dir={small}", "--vocab_size=40"])
+    shutil.copy(small / "tokenizer.json", folder / "tokenizer.json")
+    with pytest.raises(UserError, match="not the tokenizer this model was trained with"):
+        run_main(pilish_generate, [f"--model_dir={folder}", "--num_digits=3"])
+
+
+def test_train_tokenizer_refuses_a_model_folder_and_another_tokenizer(model_dir, corpus_file, tokenizer_dir, tmp_path):
+    folder = copy_model(model_dir, tmp_path / "model")
+    before = checksums(folder)
+    with pytest.raises(UserError, match="holds a model.*another TOKENIZER_DIR"):
+        run_main(train_tokenizer, [f"--dataset={corpus_file}", f"--tokenizer_dir={folder}", "--vocab_size=40"])
+    assert checksums(folder) == before
+    tokenizer_copy = shutil.copytree(tokenizer_dir, tmp_path / "tokenizer")
+    before = checksums(tokenizer_copy)
+    with pytest.raises(UserError, match="holds another tokenizer.*--overwrite=true"):
+        run_main(train_tokenizer, [f"--dataset={corpus_file}", f"--tokenizer_dir={tokenizer_copy}", "--vocab_size=40"])
+    assert checksums(tokenizer_copy) == before
+    run_main(train_tokenizer, [f"--dataset={corpus_file}", f"--tokenizer_dir={tokenizer_copy}", "--vocab_size=40",
+                               "--overwrite=true"])
+    assert checksums(tokenizer_copy) != before
+
+
+def test_fingerprint_is_the_same_from_the_file_and_from_transformers(tokenizer_dir, tmp_path):
+    from common import load_tokenizer, vocabulary_fingerprint
+    assert tokenizer_fingerprint(tokenizer_dir) == vocabulary_fingerprint(load_tokenizer(tokenizer_dir).get_vocab())
+    other = swapped_tokenizer(tokenizer_dir, tmp_path / "x")
+    assert tokenizer_fingerprint(other) != tokenizer_fingerprint(tokenizer_dir)
+
+
+# ---------------------------------------------------------------- NaN and resuming
+
+def test_nan_on_a_save_step_saves_nothing_and_a_lower_rate_recovers(corpus_file, tokenizer_dir, tmp_path, capsys):
+    train(corpus_file, tokenizer_dir, tmp_path, "--max_steps=2", "--eval_steps=2")
+    good = checksums(tmp_path / "checkpoint-2")
+    # every step is a save step: the first one after the blow-up must not be saved
+    with pytest.raises(UserError, match="NaN or infinite.*Lower LEARNING_RATE"):
+        train(corpus_file, tokenizer_dir, tmp_path, "--max_steps=8", "--eval_steps=1", "--logging_steps=1",
+              "--learning_rate=1e30", "--max_grad_norm=1e30")
+    assert [p.name for p in training.checkpoint_folders(tmp_path)] == ["checkpoint-2"]
+    assert checksums(tmp_path / "checkpoint-2") == good
+    capsys.readouterr()
+    # the advised re-run: the new, lower rate applies to the resumed run (not the checkpoint's)
+    train(corpus_file, tokenizer_dir, tmp_path, "--max_steps=6", "--eval_steps=2", "--logging_steps=1",
+          "--learning_rate=0.001")
+    out = capsys.readouterr().out
+    assert "resuming from" in out and "with LEARNING_RATE now 0.001 (checkpoint had 0.01)" in out
+    assert "settings that differ from the checkpoint's" in out and "MAX_STEPS 2 -> 6" in out
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    rates = [row["learning_rate"] for row in metrics["log_history"] if "loss" in row and row["step"] > 2]
+    assert len(rates) == 4 and all(0 <= rate <= 0.001 for rate in rates)
+    assert metrics["steps"] == 6 and metrics["valid_loss"] < 10
+
+
+def test_guard_refuses_to_save_non_finite_weights_or_losses():
+    import torch
+    from transformers import TrainerControl, TrainerState
+    guard = training.make_guard_callback()
+    model = torch.nn.Linear(2, 2)
+    state, control = TrainerState(global_step=3), TrainerControl(should_save=True)
+    guard.on_step_end(None, state, control, model=model)
+    assert control.should_save and guard.bad_loss_step is None  # finite weights: saved
+    with torch.no_grad():
+        model.weight[0, 0] = float("nan")
+    guard.on_step_end(None, state, control, model=model)
+    assert not control.should_save and control.should_training_stop and guard.bad_loss_step == 3
+    control = TrainerControl(should_save=True, should_evaluate=True)
+    guard.on_log(None, TrainerState(global_step=4), control, logs={"loss": float("inf")})
+    assert not control.should_save and not control.should_evaluate and guard.bad_loss_step == 4
+
+
+def test_half_written_checkpoint_is_set_aside_and_the_one_before_resumed(corpus_file, tokenizer_dir, tmp_path, capsys):
+    train(corpus_file, tokenizer_dir, tmp_path, "--max_steps=4", "--eval_steps=2")
+    weights = tmp_path / "checkpoint-4" / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:1000])  # killed during the save
+    capsys.readouterr()
+    train(corpus_file, tokenizer_dir, tmp_path, "--max_steps=6", "--eval_steps=2")
+    captured = capsys.readouterr()
+    assert "checkpoint-4 is incomplete" in captured.err and f"resuming from {tmp_path / 'checkpoint-2'}" in captured.out
+    assert (tmp_path / "incomplete-checkpoint-4").is_dir()
+    assert json.loads((tmp_path / "metrics.json").read_text())["steps"] == 6
+
+
+# ---------------------------------------------------------------- settings, outputs, files
+
+@pytest.mark.parametrize("module, argv, message", [
+    (train_model, ["--batch_size=0"], "BATCH_SIZE must be at least 1"),
+    (train_model, ["--n_embd=30", "--n_head=4"], "N_EMBD \\(30\\) must be a multiple of N_HEAD \\(4\\)"),
+    (train_model, ["--num_epochs=0"], "NUM_EPOCHS must be above 0"),
+    (train_model, ["--max_steps=-1"], "MAX_STEPS must be at least 0"),
+    (train_model, ["--context_length=1"], "CONTEXT_LENGTH must be at least 2"),
+    (train_model, ["--dropout=1"], "DROPOUT must lie in \\[0, 1\\)"),
+    (train_model, ["--learning_rate=0"], "LEARNING_RATE must be above 0"),
+    (train_model, ["--learning_rate=inf"], "--learning_rate takes a finite number"),
+    (train_tokenizer, ["--held_out=1"], "HELD_OUT must lie in"),
+    (train_tokenizer, ["--max_stories=-2"], "MAX_STORIES must be at least 0"),
+    (generate, ["--max_new_tokens=0"], "MAX_NEW_TOKENS must be at least 1"),
+    (generate, ["--top_k=-3"], "TOP_K must be at least 0"),
+    (generate, ["--top_p=1.5"], "TOP_P must lie in \\(0, 1\\]"),
+    (generate, ["--temperature=-1"], "TEMPERATURE must be at least 0"),
+    (pilish_generate, ["--repetition_penalty=0"], "REPETITION_PENALTY must be above 0"),
+    (pilish_generate, ["--num_digits=10000000"], "NUM_DIGITS is at most 100,000"),
+    (pilish_generate, ["--decoding=sample", "--temperature=0"], "TEMPERATURE must be above 0"),
+    (pilish_generate, ["--num_samples=0"], "NUM_SAMPLES must be at least 1"),
+])
+def test_bad_values_are_one_line_errors_before_any_work(module, argv, message, tmp_path):
+    folder = tmp_path / "out"
+    where = {train_model: ["--model_dir", "--tokenizer_dir"], train_tokenizer: ["--tokenizer_dir"]}.get(
+        module, ["--model_dir"])
+    with pytest.raises(UserError, match=message):
+        run_main(module, [f"{name}={folder}" for name in where] + ["--dataset=/nonexistent.txt"] * (
+            module in (train_model, train_tokenizer)) + argv)
+    assert not folder.exists()  # refused before anything was read or written
+
+
+def test_bad_value_on_the_command_line_is_one_line(tmp_path):
+    result = subprocess.run([sys.executable, "train_model.py", "--n_embd=30", "--n_head=4"], cwd=ROOT,
+                            capture_output=True, text=True)
+    assert result.returncode == 1 and result.stderr.count("\n") == 1 and "N_HEAD" in result.stderr
+
+
+def test_unwritable_outputs_are_found_before_the_work(corpus_file, tokenizer_dir, tmp_path):
+    a_file = tmp_path / "a_file"
+    a_file.write_text("keep me")
+    with pytest.raises(UserError, match="TOKENIZER_DIR=.* is a file, not a folder"):
+        run_main(train_tokenizer, [f"--dataset={corpus_file}", f"--tokenizer_dir={a_file}"])
+    with pytest.raises(UserError, match="MODEL_DIR=.* is a file, not a folder"):
+        train(corpus_file, tokenizer_dir, a_file, "--max_steps=2")
+    with pytest.raises(UserError, match="cannot write MODEL_DIR"):
+        train(corpus_file, tokenizer_dir, a_file / "model", "--max_steps=2")
+    assert a_file.read_text() == "keep me"
+    for output, message in [(tmp_path / "missing" / "out.txt", "does not exist"), (tmp_path, "is a folder")]:
+        with pytest.raises(UserError, match=f"OUTPUT_FILE=.*{message}"):
+            run_main(pilish_generate, [f"--model_dir={tmp_path / 'no model'}", f"--output_file={output}"])
+
+
+def test_corrupt_model_files_name_the_file(model_dir, tmp_path):
+    for name, garbage in [("config.json", b"{not json"), ("model.safetensors", None), ("tokenizer.json", b"\x00\x01")]:
+        folder = copy_model(model_dir, tmp_path / name)
+        path = folder / name
+        path.write_bytes(garbage if garbage is not None else path.read_bytes()[:5000])
+        with pytest.raises(UserError, match=f"{name} is (corrupt|not a readable)"):
+            run_main(generate, [f"--model_dir={folder}", "--max_new_tokens=2"])
+
+
+def test_binary_and_non_utf8_data_name_the_file(tmp_path):
+    latin = tmp_path / "latin.txt"
+    latin.write_bytes("the café was open\n\nthe end\n".encode("latin-1"))
+    binary = tmp_path / "binary.txt"
+    binary.write_bytes(bytes(range(256)) * 4)
+    broken = tmp_path / "broken.jsonl"
+    broken.write_text('{"text": "a"\n')
+    numbers = tmp_path / "numbers.jsonl"
+    numbers.write_text('{"text": 1}\n')
+    for path, message in [(latin, "is not UTF-8 text"), (binary, "is a binary file"), (broken, "cannot read"),
+                          (numbers, "holds int64, not strings")]:
+        with pytest.raises(UserError, match=message) as error:
+            run_main(train_tokenizer, [f"--dataset={path}", f"--tokenizer_dir={tmp_path / 'tok'}"])
+        assert path.name in str(error.value) and "\n" not in str(error.value)
+    with pytest.raises(UserError, match="latin.txt is not UTF-8 text"):
+        run_main(pilish_generate, [f"--check_file={latin}"])
+
+
+def test_check_file_refuses_a_binary_file(tmp_path):
+    path = tmp_path / "pilish.txt"
+    path.write_bytes(b"how i need\x00 a drink")
+    with pytest.raises(UserError, match="pilish.txt is a binary file"):
+        run_main(pilish_generate, [f"--check_file={path}"])
+
+
+def test_ctrl_c_is_one_line_and_exit_130(capsys):
+    def main(config):
+        raise KeyboardInterrupt
+    with pytest.raises(SystemExit) as exit_:
+        run_script(main, vars(generate), [])
+    assert exit_.value.code == 130
+    assert capsys.readouterr().err.strip() == "interrupted"
+
+
+def test_ctrl_c_while_writing_pilish_ends_in_one_line(model_dir):
+    import os
+    import signal
+    process = subprocess.Popen([sys.executable, "pilish_generate.py", f"--model_dir={model_dir}", "--num_digits=3000",
+                                "--decoding=sample"], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               env={**os.environ, "OMP_NUM_THREADS": "1"})
+    seen = b""
+    while b"writing Pilish" not in seen:  # the progress bar: the model is loaded and writing
+        chunk = process.stderr.read1(4096)
+        assert chunk, seen.decode()[-2000:]
+        seen += chunk
+    process.send_signal(signal.SIGINT)
+    error = (seen + process.stderr.read()).decode()
+    assert process.wait(timeout=60) == 130
+    assert "Traceback" not in error and error.rstrip().endswith("interrupted")
