@@ -9,7 +9,7 @@ verifier there need no torch, this module does.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Iterable
 
 import torch
@@ -253,6 +253,7 @@ class PilishText:
     prompt_ids: list[int]  # the prompt's token ids ([UNK] for words the vocabulary lacks)
     prompt_digits: int  # digits the prompt spelled itself
     verification: Verification  # `verify(text, digits, rules)`: exact, or where it departs
+    topic_ids: list[int] = field(default_factory=list)  # the topic's token ids, read before the prompt
 
 
 def decoding_settings(decoding="beam", num_beams=8, temperature=0.8, top_k=50, top_p=0.95,
@@ -291,18 +292,22 @@ def check_prompt(tokenizer, prompt: str, digits: str, rules: str = "basic"):
     return words, prompt_ids, spelled
 
 
-def write(model, tokenizer, digits: str, *, rules: str = "basic", prompt: str = "", window: int = 0,
-          allow_punctuation: bool = True, punctuation_lookahead: bool = True, progress=None,
+def write(model, tokenizer, digits: str, *, rules: str = "basic", prompt: str = "", topic: str = "",
+          window: int = 0, allow_punctuation: bool = True, punctuation_lookahead: bool = True, progress=None,
           **generate_kwargs) -> PilishText:
     """Make `model` write Pilish that spells `digits` under `rules`, continuing `prompt`.
 
-    The prompt's own words must spell the first digits. The text may be far longer than the model's
+    The prompt's own words must spell the first digits. `topic` is text the model reads first, to
+    say what the Pilish is about ("Once upon a time, there was a dragon named Max."): it spells no
+    digits and is not part of the returned text. The text may be far longer than the model's
     context: it is written in windows of `window` tokens (0 = the model's whole context), each call
     to `generate` seeing the last 3/4 of a window while the processor carries the digit position
-    over. `generate_kwargs` go to `model.generate` (see `decoding_settings`); `progress`, if given,
-    is a tqdm-like object whose `update(n)` hears of every n digits spelled.
+    over; the topic stays pinned at the start of every window, so a long text keeps its subject.
+    `generate_kwargs` go to `model.generate` (see `decoding_settings`); `progress`, if given, is a
+    tqdm-like object whose `update(n)` hears of every n digits spelled.
     """
     words, prompt_ids, spelled = check_prompt(tokenizer, prompt, digits, rules)
+    topic_ids = split_words(tokenizer, topic)[1] if topic.strip() else []
     eot = tokenizer.eos_token_id
     vocab = tokenizer.convert_ids_to_tokens(list(range(len(tokenizer))))
     processor = PilishLogitsProcessor(
@@ -314,12 +319,19 @@ def write(model, tokenizer, digits: str, *, rules: str = "basic", prompt: str = 
     if context_length < 4:
         raise PilishError(f"a context window of {context_length} tokens is too short to write in; use 4 or more")
     new_per_window = max(1, context_length // 4)  # then keep 3/4 of a context when the window slides
-    text_ids = [eot, *prompt_ids]  # a story starts after <|endoftext|>, as in training
+    # A story starts after <|endoftext|>, as in training. With a topic, <|endoftext|> and the topic
+    # are pinned: every window starts with them and slides only over the Pilish.
+    pinned = [eot, *topic_ids] if topic_ids else []
+    text_ids = [*prompt_ids] if topic_ids else [eot, *prompt_ids]
+    if len(pinned) > (context_length - new_per_window) // 2:
+        raise PilishError(f"the topic is {len(topic_ids)} tokens long; keep it under half of the "
+                          f"{context_length - new_per_window} tokens of context the model reads")
     generated, position = [], spelled.matched
     if progress is not None and position:
         progress.update(position)
     while True:
-        window_ids = torch.tensor([(text_ids + generated)[-(context_length - new_per_window):]], device=model.device)
+        window_ids = pinned + (text_ids + generated)[-(context_length - new_per_window - len(pinned)):]
+        window_ids = torch.tensor([window_ids], device=model.device)
         processor.restart(window_ids.shape[1], position)
         output = model.generate(
             window_ids, attention_mask=torch.ones_like(window_ids), max_new_tokens=new_per_window,
@@ -340,7 +352,8 @@ def write(model, tokenizer, digits: str, *, rules: str = "basic", prompt: str = 
             break
     generated = [token for token in generated if token != eot]
     text = finish_sentence(detokenize(tokenizer, generated, words_before=words))
-    return PilishText(text, generated, list(prompt_ids), spelled.matched, verify(text, digits, rules))
+    return PilishText(text, generated, list(prompt_ids), spelled.matched, verify(text, digits, rules),
+                      list(topic_ids))
 
 
 def nll_per_word(model, tokenizer, ids, prompt_ids=(), window: int = 0) -> float:
