@@ -36,6 +36,7 @@ COMPILE = False  # torch.compile the model (faster on a GPU after a minute of co
 NUM_PROC = 0  # processes for tokenizing (0 = one per CPU core for large data, else 1)
 DATALOADER_WORKERS = -1  # processes reading batches ahead (-1 = 4 on a GPU, so it never waits; 0 on a CPU)
 SEED = 42  # same seed, same data order and initial weights
+NGRAM_STORIES = 50_000  # stories whose word bigrams/trigrams are saved as ngrams.pt, pilish_generate's prior (0 = none)
 
 import json
 import math
@@ -151,10 +152,14 @@ def main(config):
         "log_history": trainer.state.log_history,
     }
     Path(config.MODEL_DIR, "metrics.json").write_text(json.dumps(metrics, indent=1))
+    if config.NGRAM_STORIES > 0:  # seconds for the sample; the first stories stand for a large set
+        import pilish
+        stories = train_stories.select(range(min(config.NGRAM_STORIES, len(train_stories))))["text"]
+        pilish.save_ngrams(config.MODEL_DIR, pilish.ngram_table(tokenizer, stories))
     training.plot_loss_curve(trainer.state.log_history, Path(config.MODEL_DIR, "loss_curve.png"))
     log(f"validation loss {evaluation['eval_loss']:.3f} (perplexity {math.exp(evaluation['eval_loss']):.1f}); "
         f"{metrics['tokens_per_second'] or 0:,.0f} tokens/s over {wall_seconds:.0f} s")
-    log(f"saved model, tokenizer, metrics.json and loss_curve.png to {config.MODEL_DIR}/ -- "
+    log(f"saved model, tokenizer, metrics.json, loss_curve.png{' and ngrams.pt' * (config.NGRAM_STORIES > 0)} to {config.MODEL_DIR}/ -- "
         f"next: python generate.py --model_dir={config.MODEL_DIR}")
 
 

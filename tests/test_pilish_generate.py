@@ -179,3 +179,36 @@ def test_topic_setting_prints_only_the_pilish(model_dir, capsys):
     run_main(pilish_generate, [f"--model_dir={model_dir}", "--topic=Tom saw a big red dog.", "--num_digits=20"])
     out = capsys.readouterr().out
     assert "✓ 20/20 digits of pi" in out and "tom saw a big red dog" not in out
+
+
+def repeats(words, n):
+    """Word n-grams of `words` that already occurred earlier in it (n=1: the same word twice in a row)."""
+    if n == 1:
+        return sum(a == b for a, b in zip(words, words[1:]))
+    grams = [tuple(words[i:i + n]) for i in range(len(words) - n + 1)]
+    return len(grams) - len(set(grams))
+
+
+def test_whole_text_rules_and_the_prior_keep_a_long_text_exact(model_dir, corpus_file, tmp_path):
+    import fluency
+    model, tokenizer = load_model(model_dir)
+    table = pilish.ngram_table(tokenizer, fluency.read_stories(corpus_file))
+    pilish.save_ngrams(tmp_path, table)
+    loaded = pilish.load_ngrams(tmp_path)
+    assert all(torch_equal(loaded[name], table[name]) for name in ("bigrams", "trigrams"))
+    assert pilish.load_ngrams(tmp_path / "nothing") is None
+    digits = get_digits("pi", 150)  # several windows of the 32-token model
+    found = {}
+    for rules in (dict(), dict(no_repeat_words=3, no_immediate_repeat=True, ngrams=table, bigram_bonus=2.0,
+                               trigram_bonus=2.0)):
+        written = pilish.write(model, tokenizer, digits, **rules, **pilish.decoding_settings("beam", 4))
+        assert written.verification.ok
+        words = [w for w in tokenizer.convert_ids_to_tokens(written.ids) if letters_in(w)]
+        found[bool(rules)] = (repeats(words, 1), repeats(words, 3))
+    # the corpus has one 1-letter word ("a"), so pi's "1 1" forces a repeat: rules yield to exactness
+    assert found[True][0] <= found[False][0] and found[True][1] < found[False][1]
+
+
+def torch_equal(a, b):
+    import torch
+    return torch.equal(a, b)
