@@ -5,7 +5,8 @@ real text under the model that wrote it). These counts instead compare a text wi
 
   * bigrams / trigrams: the share of the text's word 2-grams and 3-grams that occur in a reference
     text (e.g. the training data). Real held-out stories score about 86% / 56% against the sample.
-  * immediate repeats: the share of word bigrams that are one word twice ("a a").
+  * immediate repeats: word bigrams that are one word twice with no mark between ("a a"; "Tom.
+    Tom" is how stories write), as a share of all word bigrams.
   * good sentence ends: the share of sentences (words up to . ! ?) whose last two words end a
     sentence somewhere in the reference ("she smiled." yes, "and it." no).
   * bad quotes: quote marks that do not read as dialogue. An opening quote must start a sentence or
@@ -138,7 +139,7 @@ class Fluency:
     bigram_hits: int = 0
     trigrams: int = 0
     trigram_hits: int = 0
-    repeats: int = 0  # bigrams that are one word twice
+    repeats: int = 0  # bigrams that are one word twice, no mark between
     sentences: int = 0
     good_ends: int = 0
     quotes: int = 0
@@ -177,6 +178,6 @@ def measure(text: str, reference: Reference) -> Fluency:
     return Fluency(
         bigrams=len(bigrams), bigram_hits=sum(b in reference.bigrams for b in bigrams),
         trigrams=len(trigrams), trigram_hits=sum(t in reference.trigrams for t in trigrams),
-        repeats=sum(a == b for a, b in bigrams),
+        repeats=sum(a == b and a[0].isalpha() for a, b in zip(text_tokens, text_tokens[1:])),
         sentences=len(ends), good_ends=sum(word in reference.sentence_final for word in ends),
         quotes=text_tokens.count('"'), bad_quotes=bad_quotes(text_tokens, reference))

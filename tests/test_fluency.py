@@ -47,6 +47,7 @@ def test_hand_counted_text():
 def test_a_text_starting_with_dialogue_and_an_empty_text():
     reference = fluency.build_reference(REFERENCE_STORIES)
     assert fluency.measure('"Go home!" Tom said.', reference).bad_quotes == 0
+    assert fluency.measure("Tom ran. Tom ran ran.", reference).repeats == 1  # "Tom. Tom" is no repeat
     empty = fluency.measure("", reference)
     assert empty.bigrams == 0 and math.isnan(empty.bigram_share) and empty.bad_quote_share == 0
 
