@@ -321,7 +321,8 @@ def _is_punctuation_token(token: str) -> bool:
 # first use; checking a text (`verify`, `pilish_generate.py --check_file`) needs neither.
 
 _ENGINE = ("PilishLogitsProcessor", "PilishStoppingCriteria", "PilishText", "write", "check_prompt",
-           "decoding_settings", "context_window", "nll_per_word", "finish_sentence")
+           "decoding_settings", "context_window", "nll_per_word", "finish_sentence", "FluencyProcessor",
+           "ngram_table", "load_ngrams", "save_ngrams", "NGRAMS_FILE")
 
 
 def __getattr__(name: str):

@@ -9,7 +9,7 @@ verifier there need no torch, this module does.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Iterable
 
 import torch
@@ -225,6 +225,104 @@ class PilishLogitsProcessor(LogitsProcessor):
         return torch.where(owes_a_word, masked + word_mass.to(masked.dtype), masked)
 
 
+class FluencyProcessor(LogitsProcessor):
+    """Rules over the whole text so far, not just the window the model sees, so they survive the
+    sliding window of a long text: no word twice in a row ("a a"), no word n-gram the text already
+    has, and a bonus for the words that follow the last one or two words somewhere in the training
+    data (a prior from real text next to the model's scores).
+
+    Words are the word tokens (marks in between are skipped, as a reader skips them). Bans set a
+    score to -inf; put this processor before PilishLogitsProcessor, whose mask comes last and which
+    rescues a row whose allowed words were all banned.
+    """
+
+    def __init__(self, is_word: torch.BoolTensor, no_repeat_words: int = 0, no_immediate_repeat: bool = False,
+                 ngrams: dict | None = None, bigram_bonus: float = 0.0, trigram_bonus: float = 0.0):
+        self.is_word = is_word.tolist()
+        self.vocab_size = len(self.is_word)
+        self.no_repeat_words = no_repeat_words
+        self.no_immediate_repeat = no_immediate_repeat
+        ngrams = ngrams or {}
+        self.bigrams = ngrams.get("bigrams") if bigram_bonus else None
+        self.trigrams = ngrams.get("trigrams") if trigram_bonus else None
+        self.bigram_bonus, self.trigram_bonus = bigram_bonus, trigram_bonus
+        self.restart([], 0)
+
+    def restart(self, history: list[int], prompt_length: int) -> None:
+        """The text so far (its ids, before the window's new tokens) and where the new tokens start."""
+        self.history = [t for t in history if t < self.vocab_size and self.is_word[t]]
+        self.prompt_length = prompt_length
+        n = self.no_repeat_words
+        self.seen = {}  # (n-1 words) -> {words that followed them}
+        if n >= 2:
+            for i in range(len(self.history) - n + 1):
+                self.seen.setdefault(tuple(self.history[i:i + n - 1]), set()).add(self.history[i + n - 1])
+
+    def _followers(self, table, key: int) -> torch.LongTensor:
+        """The next-word ids stored under `key` in a sorted table of key * vocab_size + next ids."""
+        lo = int(torch.searchsorted(table, key * self.vocab_size))
+        hi = int(torch.searchsorted(table, (key + 1) * self.vocab_size))
+        return table[lo:hi] - key * self.vocab_size
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        n = self.no_repeat_words
+        bonus = torch.zeros_like(scores) if self.bigrams is not None or self.trigrams is not None else None
+        for row, ids in enumerate(input_ids[:, self.prompt_length:].tolist()):
+            new_words = [t for t in ids if t < self.vocab_size and self.is_word[t]]
+            words = self.history[-max(n, 2):] + new_words  # enough words for every key below
+            banned = set()
+            if self.no_immediate_repeat and words:
+                banned.add(words[-1])
+            if n >= 2 and len(words) >= n - 1:
+                key = tuple(words[-(n - 1):])
+                banned |= self.seen.get(key, set())
+                tail = self.history[-(n - 1):] + new_words  # n-grams the row itself wrote in this window
+                banned |= {tail[i + n - 1] for i in range(len(tail) - n + 1) if tuple(tail[i:i + n - 1]) == key}
+            if banned:
+                scores[row, list(banned)] = float("-inf")
+            if bonus is not None and words:
+                if self.bigrams is not None:
+                    bonus[row, self._followers(self.bigrams, words[-1])] += self.bigram_bonus
+                if self.trigrams is not None and len(words) >= 2:
+                    key = words[-2] * self.vocab_size + words[-1]
+                    bonus[row, self._followers(self.trigrams, key)] += self.trigram_bonus
+        return scores if bonus is None else scores + bonus
+
+
+NGRAMS_FILE = "ngrams.pt"  # in a model folder: the training data's word n-grams, for the prior
+
+
+def load_ngrams(folder) -> dict | None:
+    """The n-gram table saved beside a model (`save_ngrams`), or None when there is none."""
+    from pathlib import Path
+    path = Path(folder, NGRAMS_FILE)
+    return torch.load(path) if path.is_file() else None
+
+
+def save_ngrams(folder, table: dict) -> None:
+    from pathlib import Path
+    torch.save(table, Path(folder, NGRAMS_FILE))
+
+
+def ngram_table(tokenizer, stories, min_count: int = 1) -> dict:
+    """{"bigrams", "trigrams"}: sorted int64 tensors of the word bigrams (a * V + b) and trigrams
+    ((a * V + b) * V + c) of `stories` (V = vocabulary size) that occur at least `min_count` times;
+    marks between words are skipped, n-grams do not span stories. For FluencyProcessor's prior."""
+    from collections import Counter
+    vocab = tokenizer.convert_ids_to_tokens(list(range(len(tokenizer))))
+    is_word = [_is_word_token(token) for token in vocab]
+    size = len(vocab)
+    counts = {2: Counter(), 3: Counter()}
+    stories = list(stories)
+    for start in range(0, len(stories), 1000):
+        for ids in tokenizer(stories[start:start + 1000], add_special_tokens=False)["input_ids"]:
+            words = [t for t in ids if is_word[t] and t != tokenizer.unk_token_id]
+            counts[2].update(a * size + b for a, b in zip(words, words[1:]))
+            counts[3].update((a * size + b) * size + c for a, b, c in zip(words, words[1:], words[2:]))
+    return {name: torch.tensor(sorted(k for k, c in counts[n].items() if c >= min_count), dtype=torch.long)
+            for name, n in (("bigrams", 2), ("trigrams", 3))}
+
+
 class PilishStoppingCriteria(StoppingCriteria):
     """Stops each row once it has spelled all digits and, when punctuation is on, has taken its
     closing mark (or end token) too."""
@@ -253,6 +351,7 @@ class PilishText:
     prompt_ids: list[int]  # the prompt's token ids ([UNK] for words the vocabulary lacks)
     prompt_digits: int  # digits the prompt spelled itself
     verification: Verification  # `verify(text, digits, rules)`: exact, or where it departs
+    topic_ids: list[int] = field(default_factory=list)  # the topic's token ids, read before the prompt
 
 
 def decoding_settings(decoding="beam", num_beams=8, temperature=0.8, top_k=50, top_p=0.95,
@@ -291,18 +390,25 @@ def check_prompt(tokenizer, prompt: str, digits: str, rules: str = "basic"):
     return words, prompt_ids, spelled
 
 
-def write(model, tokenizer, digits: str, *, rules: str = "basic", prompt: str = "", window: int = 0,
-          allow_punctuation: bool = True, punctuation_lookahead: bool = True, progress=None,
-          **generate_kwargs) -> PilishText:
+def write(model, tokenizer, digits: str, *, rules: str = "basic", prompt: str = "", topic: str = "",
+          window: int = 0, allow_punctuation: bool = True, punctuation_lookahead: bool = True,
+          no_repeat_words: int = 0, no_immediate_repeat: bool = False, ngrams: dict | None = None,
+          bigram_bonus: float = 0.0, trigram_bonus: float = 0.0, progress=None, **generate_kwargs) -> PilishText:
     """Make `model` write Pilish that spells `digits` under `rules`, continuing `prompt`.
 
-    The prompt's own words must spell the first digits. The text may be far longer than the model's
+    The prompt's own words must spell the first digits. `topic` is text the model reads first, to
+    say what the Pilish is about ("Once upon a time, there was a dragon named Max."): it spells no
+    digits and is not part of the returned text. The text may be far longer than the model's
     context: it is written in windows of `window` tokens (0 = the model's whole context), each call
     to `generate` seeing the last 3/4 of a window while the processor carries the digit position
-    over. `generate_kwargs` go to `model.generate` (see `decoding_settings`); `progress`, if given,
-    is a tqdm-like object whose `update(n)` hears of every n digits spelled.
+    over; the topic stays pinned at the start of every window, so a long text keeps its subject.
+    `no_repeat_words`, `no_immediate_repeat`, and `ngrams` (from `ngram_table`) with
+    `bigram_bonus` / `trigram_bonus` go to a FluencyProcessor, which sees the whole text, not just
+    the window. `generate_kwargs` go to `model.generate` (see `decoding_settings`); `progress`, if
+    given, is a tqdm-like object whose `update(n)` hears of every n digits spelled.
     """
     words, prompt_ids, spelled = check_prompt(tokenizer, prompt, digits, rules)
+    topic_ids = split_words(tokenizer, topic)[1] if topic.strip() else []
     eot = tokenizer.eos_token_id
     vocab = tokenizer.convert_ids_to_tokens(list(range(len(tokenizer))))
     processor = PilishLogitsProcessor(
@@ -310,20 +416,33 @@ def write(model, tokenizer, digits: str, *, rules: str = "basic", prompt: str = 
         punctuation_lookahead=punctuation_lookahead,
         banned_ids=tokenizer.all_special_ids, end_ids=[eot], start_digit=spelled.matched)
     stopping = PilishStoppingCriteria(processor)
+    fluency = None
+    if no_repeat_words or no_immediate_repeat or (ngrams and (bigram_bonus or trigram_bonus)):
+        fluency = FluencyProcessor(processor.is_word, no_repeat_words, no_immediate_repeat, ngrams,
+                                   bigram_bonus, trigram_bonus)
     context_length = context_window(model, window)
     if context_length < 4:
         raise PilishError(f"a context window of {context_length} tokens is too short to write in; use 4 or more")
     new_per_window = max(1, context_length // 4)  # then keep 3/4 of a context when the window slides
-    text_ids = [eot, *prompt_ids]  # a story starts after <|endoftext|>, as in training
+    # A story starts after <|endoftext|>, as in training. With a topic, <|endoftext|> and the topic
+    # are pinned: every window starts with them and slides only over the Pilish.
+    pinned = [eot, *topic_ids] if topic_ids else []
+    text_ids = [*prompt_ids] if topic_ids else [eot, *prompt_ids]
+    if len(pinned) > (context_length - new_per_window) // 2:
+        raise PilishError(f"the topic is {len(topic_ids)} tokens long; keep it under half of the "
+                          f"{context_length - new_per_window} tokens of context the model reads")
     generated, position = [], spelled.matched
     if progress is not None and position:
         progress.update(position)
     while True:
-        window_ids = torch.tensor([(text_ids + generated)[-(context_length - new_per_window):]], device=model.device)
+        window_ids = pinned + (text_ids + generated)[-(context_length - new_per_window - len(pinned)):]
+        window_ids = torch.tensor([window_ids], device=model.device)
         processor.restart(window_ids.shape[1], position)
+        if fluency is not None:
+            fluency.restart(text_ids + generated, window_ids.shape[1])
         output = model.generate(
             window_ids, attention_mask=torch.ones_like(window_ids), max_new_tokens=new_per_window,
-            logits_processor=[processor], stopping_criteria=[stopping],
+            logits_processor=[processor] if fluency is None else [fluency, processor], stopping_criteria=[stopping],
             eos_token_id=eot, pad_token_id=tokenizer.pad_token_id, use_cache=True, **generate_kwargs)
         new = output[0, window_ids.shape[1]:].tolist()
         if eot in new:  # the end token closes the text; what follows is padding
@@ -340,7 +459,8 @@ def write(model, tokenizer, digits: str, *, rules: str = "basic", prompt: str = 
             break
     generated = [token for token in generated if token != eot]
     text = finish_sentence(detokenize(tokenizer, generated, words_before=words))
-    return PilishText(text, generated, list(prompt_ids), spelled.matched, verify(text, digits, rules))
+    return PilishText(text, generated, list(prompt_ids), spelled.matched, verify(text, digits, rules),
+                      list(topic_ids))
 
 
 def nll_per_word(model, tokenizer, ids, prompt_ids=(), window: int = 0) -> float:

@@ -5,6 +5,7 @@
     python pilish_generate.py --decoding=sample --num_samples=3 --seed=7
     python pilish_generate.py --digits=e --rules=standard       # other numbers; words > 10 letters
     python pilish_generate.py --prompt="now i need a drink" --num_digits=40
+    python pilish_generate.py --topic="Once upon a time, there was a dragon named Max who loved to bake cakes."
     python pilish_generate.py --num_digits=10000 --output_file=pilish.txt
     python pilish_generate.py --check_file=pilish.txt           # verify a text, no model needed
 
@@ -25,8 +26,13 @@ TOP_K = 50  # for DECODING=sample: among the K likeliest allowed words (0 = all)
 TOP_P = 0.95  # for DECODING=sample: among the fewest allowed words covering this probability
 NO_REPEAT_NGRAM_SIZE = 3  # never repeat a run of this many tokens (0 = off): small models loop
 REPETITION_PENALTY = 1.2  # discourage words already used (1.0 = off)
+NO_REPEAT_WORDS = 3  # never repeat a run of this many words anywhere in the text, across windows (0 = off)
+NO_IMMEDIATE_REPEAT = True  # never the same word twice in a row ("a a"), even with a mark between
+BIGRAM_BONUS = 2.0  # score added to words that follow the last word in the training data (MODEL_DIR/ngrams.pt)
+TRIGRAM_BONUS = 2.0  # score added to words that follow the last two words in the training data
 NUM_SAMPLES = 1  # texts to write
 PROMPT = ""  # optional opening words, which must themselves spell the first digits
+TOPIC = ""  # optional text the model reads first, to say what the Pilish is about (spells no digits, not printed)
 SEED = 42  # same seed, same text
 SHOW_DIGITS = False  # print each word's letter count under it
 OUTPUT_FILE = ""  # also write the plain texts here, one per line
@@ -116,7 +122,11 @@ def main(config):
 
     model, tokenizer = load_model(config.MODEL_DIR)
     pilish.check_prompt(tokenizer, config.PROMPT, digits, config.RULES)  # before any warning about its words
-    warn_unknown_words(tokenizer, config.PROMPT)
+    warn_unknown_words(tokenizer, f"{config.TOPIC} {config.PROMPT}")
+    ngrams = pilish.load_ngrams(config.MODEL_DIR) if config.BIGRAM_BONUS or config.TRIGRAM_BONUS else None
+    if ngrams is None and (config.BIGRAM_BONUS or config.TRIGRAM_BONUS):
+        print(f"note: no {pilish.NGRAMS_FILE} in {config.MODEL_DIR} (train_model.py saves it), so no n-gram prior",
+              file=sys.stderr)
     name = digits_name(config.DIGITS)
     texts = []
     for sample in range(config.NUM_SAMPLES):
@@ -125,13 +135,17 @@ def main(config):
         with tqdm(total=len(digits), unit="digit", disable=len(digits) < 500, file=sys.stderr,
                   desc="writing Pilish") as progress:
             written = pilish.write(
-                model, tokenizer, digits, rules=config.RULES, prompt=config.PROMPT, window=config.CONTEXT_LENGTH,
+                model, tokenizer, digits, rules=config.RULES, prompt=config.PROMPT, topic=config.TOPIC,
+                window=config.CONTEXT_LENGTH,
                 allow_punctuation=config.ALLOW_PUNCTUATION, punctuation_lookahead=config.PUNCTUATION_LOOKAHEAD,
+                no_repeat_words=config.NO_REPEAT_WORDS, no_immediate_repeat=config.NO_IMMEDIATE_REPEAT,
+                ngrams=ngrams, bigram_bonus=config.BIGRAM_BONUS, trigram_bonus=config.TRIGRAM_BONUS,
                 progress=progress, **decoding)
         seconds = time.perf_counter() - started
         texts.append(written.text)
         words = sum(1 for word in pilish.WORD_RE.findall(written.text) if pilish.letters_in(word))
-        nll = pilish.nll_per_word(model, tokenizer, written.ids, written.prompt_ids, config.CONTEXT_LENGTH)
+        nll = pilish.nll_per_word(model, tokenizer, written.ids, written.topic_ids + written.prompt_ids,
+                                  config.CONTEXT_LENGTH)
         if config.NUM_SAMPLES > 1:
             print(f"[{sample + 1}]")
         print(show_digits(written.text) if config.SHOW_DIGITS else written.text)

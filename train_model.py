@@ -38,6 +38,7 @@ COMPILE = False  # torch.compile the model (faster on a GPU after a minute of co
 NUM_PROC = 0  # processes for tokenizing (0 = one per CPU core for large data, else 1)
 DATALOADER_WORKERS = -1  # processes reading batches ahead (-1 = 4 on a GPU, so it never waits; 0 on a CPU)
 SEED = 42  # same seed, same data order and initial weights
+NGRAM_STORIES = 50_000  # stories whose word bigrams/trigrams are saved as ngrams.pt, pilish_generate's prior (0 = none)
 OVERWRITE = False  # start afresh over a model or checkpoints in MODEL_DIR made with another tokenizer or settings
 
 import json
@@ -57,7 +58,7 @@ def check_settings(config):
     """Every setting's range, before any work (the libraries would fail later, or worse, not at all)."""
     at_least(config, 1, "N_LAYER", "N_HEAD", "N_EMBD", "BATCH_SIZE", "GRADIENT_ACCUMULATION", "SAVE_TOTAL_LIMIT")
     at_least(config, 2, "CONTEXT_LENGTH")  # a block of one token has nothing to predict: the loss is NaN
-    at_least(config, 0, "MAX_STEPS", "EVAL_STEPS", "LOGGING_STEPS", "NUM_PROC")
+    at_least(config, 0, "MAX_STEPS", "EVAL_STEPS", "LOGGING_STEPS", "NUM_PROC", "NGRAM_STORIES")
     at_least(config, -1, "DATALOADER_WORKERS")
     if config.N_EMBD % config.N_HEAD:
         raise UserError(f"N_EMBD ({config.N_EMBD}) must be a multiple of N_HEAD ({config.N_HEAD})")
@@ -229,10 +230,14 @@ def main(config):
         "log_history": trainer.state.log_history,
     }
     Path(config.MODEL_DIR, "metrics.json").write_text(json.dumps(metrics, indent=1))
+    if config.NGRAM_STORIES > 0:  # seconds for the sample; the first stories stand for a large set
+        import pilish
+        stories = train_stories.select(range(min(config.NGRAM_STORIES, len(train_stories))))["text"]
+        pilish.save_ngrams(config.MODEL_DIR, pilish.ngram_table(tokenizer, stories))
     training.plot_loss_curve(trainer.state.log_history, Path(config.MODEL_DIR, "loss_curve.png"))
     log(f"validation loss {evaluation['eval_loss']:.3f} (perplexity {math.exp(evaluation['eval_loss']):.1f}); "
         f"{metrics['tokens_per_second'] or 0:,.0f} tokens/s over {wall_seconds:.0f} s")
-    log(f"saved model, tokenizer, metrics.json and loss_curve.png to {config.MODEL_DIR}/ -- "
+    log(f"saved model, tokenizer, metrics.json, loss_curve.png{' and ngrams.pt' * (config.NGRAM_STORIES > 0)} to {config.MODEL_DIR}/ -- "
         f"next: python generate.py --model_dir={config.MODEL_DIR}")
 
 

@@ -537,3 +537,28 @@ def test_a_mark_pays_for_the_word_it_puts_off():
     # after the last digit nothing is owed: the closing marks keep their scores
     done = processor(torch.tensor([[EOS] + ids("fix", "a", "tree", "i")]), torch.zeros(1, len(HAND_VOCAB)))[0]
     assert done[HAND_VOCAB.index(".")] == 0
+
+
+def test_fluency_processor_bans_repeats_of_the_whole_text_and_adds_the_prior():
+    from pilish_engine import FluencyProcessor
+    is_word = torch.tensor([False, True, True, True, True, True])  # id 0 is a mark, 1-5 are words
+    size = 6
+    ngrams = {"bigrams": torch.tensor(sorted([1 * size + 2, 2 * size + 3, 2 * size + 4])),
+              "trigrams": torch.tensor([(1 * size + 2) * size + 5])}
+    processor = FluencyProcessor(is_word, no_repeat_words=3, no_immediate_repeat=True, ngrams=ngrams,
+                                 bigram_bonus=1.0, trigram_bonus=2.0)
+    processor.restart([1, 2, 3, 0], prompt_length=2)  # the text so far: words 1 2 3, then a mark
+    rows = torch.tensor([[3, 0, 1, 2],  # new words 1 2: "1 2 3" is in the text, so 3 is banned; 2 twice
+                         [3, 0, 4, 0]])  # new word 4, then a mark: 4 again would be "4. 4"
+    scores = processor(rows, torch.zeros(2, size))
+    inf = float("-inf")
+    # row 0: 4 follows 2 in the data (+1), 5 follows "1 2" (+2); 3 is banned although it follows 2
+    assert scores.tolist() == [[0, 0, inf, inf, 1, 2], [0, 0, 0, 0, inf, 0]]
+
+
+def test_fluency_processor_without_rules_changes_nothing():
+    from pilish_engine import FluencyProcessor
+    processor = FluencyProcessor(torch.tensor([False, True, True]))
+    processor.restart([1, 1], prompt_length=0)
+    scores = torch.randn(2, 3)
+    assert torch.equal(processor(torch.tensor([[1], [2]]), scores.clone()), scores)

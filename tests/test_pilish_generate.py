@@ -139,3 +139,76 @@ def test_decoding_settings_reach_generate():
         do_sample=True, temperature=0.5, top_k=None, top_p=0.9, no_repeat_ngram_size=2, repetition_penalty=1.3)
     with pytest.raises(pilish.PilishError, match="decoding must be one of beam, sample"):
         pilish.decoding_settings("greedy")
+
+
+def test_topic_is_read_first_but_spells_no_digits_and_is_not_printed(model_dir):
+    model, tokenizer = load_model(model_dir)
+    digits = get_digits("pi", 30)
+    settings = pilish.decoding_settings("beam", 2)
+    plain = pilish.write(model, tokenizer, digits, **settings)
+    topic = "The dog ran to the kitchen."
+    about_a_dog = pilish.write(model, tokenizer, digits, topic=topic, **settings)
+    assert about_a_dog.verification.ok and about_a_dog.topic_ids == tokenizer.convert_tokens_to_ids(
+        ["the", "dog", "ran", "to", "the", "kitchen", "."])
+    assert about_a_dog.ids != plain.ids  # the topic changes what is written
+    generated_words = [w for w in tokenizer.convert_ids_to_tokens(about_a_dog.ids) if letters_in(w)]
+    assert [letters_in(w) % 10 for w in generated_words] == [int(d) for d in digits]  # the topic spells none
+    assert not about_a_dog.text.startswith("the dog ran")
+
+
+def test_topic_stays_pinned_through_the_sliding_window(model_dir, monkeypatch):
+    model, tokenizer = load_model(model_dir)
+    topic_ids = tokenizer.convert_tokens_to_ids(["the", "dog", "ran", "."])
+    windows = []
+    original = model.generate
+
+    def spy(input_ids, **kwargs):
+        windows.append(input_ids[0].tolist())
+        return original(input_ids, **kwargs)
+
+    monkeypatch.setattr(model, "generate", spy)
+    digits = get_digits("pi", 80)
+    written = pilish.write(model, tokenizer, digits, topic="The dog ran.", **pilish.decoding_settings("sample"))
+    assert written.verification.ok and len(windows) > 3
+    assert all(window[:5] == [tokenizer.eos_token_id, *topic_ids] for window in windows)
+    with pytest.raises(pilish.PilishError, match="topic is 20 tokens long"):
+        pilish.write(model, tokenizer, digits, topic="the dog ran. " * 5)
+
+
+def test_topic_setting_prints_only_the_pilish(model_dir, capsys):
+    run_main(pilish_generate, [f"--model_dir={model_dir}", "--topic=Tom saw a big red dog.", "--num_digits=20"])
+    out = capsys.readouterr().out
+    assert "✓ 20/20 digits of pi" in out and "tom saw a big red dog" not in out
+
+
+def repeats(words, n):
+    """Word n-grams of `words` that already occurred earlier in it (n=1: the same word twice in a row)."""
+    if n == 1:
+        return sum(a == b for a, b in zip(words, words[1:]))
+    grams = [tuple(words[i:i + n]) for i in range(len(words) - n + 1)]
+    return len(grams) - len(set(grams))
+
+
+def test_whole_text_rules_and_the_prior_keep_a_long_text_exact(model_dir, corpus_file, tmp_path):
+    import fluency
+    model, tokenizer = load_model(model_dir)
+    table = pilish.ngram_table(tokenizer, fluency.read_stories(corpus_file))
+    pilish.save_ngrams(tmp_path, table)
+    loaded = pilish.load_ngrams(tmp_path)
+    assert all(torch_equal(loaded[name], table[name]) for name in ("bigrams", "trigrams"))
+    assert pilish.load_ngrams(tmp_path / "nothing") is None
+    digits = get_digits("pi", 150)  # several windows of the 32-token model
+    found = {}
+    for rules in (dict(), dict(no_repeat_words=3, no_immediate_repeat=True, ngrams=table, bigram_bonus=2.0,
+                               trigram_bonus=2.0)):
+        written = pilish.write(model, tokenizer, digits, **rules, **pilish.decoding_settings("beam", 4))
+        assert written.verification.ok
+        words = [w for w in tokenizer.convert_ids_to_tokens(written.ids) if letters_in(w)]
+        found[bool(rules)] = (repeats(words, 1), repeats(words, 3))
+    # the corpus has one 1-letter word ("a"), so pi's "1 1" forces a repeat: rules yield to exactness
+    assert found[True][0] <= found[False][0] and found[True][1] < found[False][1]
+
+
+def torch_equal(a, b):
+    import torch
+    return torch.equal(a, b)
