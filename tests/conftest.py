@@ -15,9 +15,17 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 ROOT = Path(__file__).resolve().parent.parent  # on sys.path through pytest.ini's pythonpath, as is tests/
 
 import pytest  # noqa: E402
+from hypothesis import settings  # noqa: E402
 
 import corpus  # noqa: E402
 from common import configure  # noqa: E402
+
+# Hypothesis draws the same examples on every run (derandomize): a failure in CI is a failure on
+# every rerun and on every laptop, never a one-off. HYPOTHESIS_PROFILE=explore draws fresh random
+# examples (with the tests' own max_examples) to hunt for new failures locally.
+settings.register_profile("ci", derandomize=True, print_blob=True)
+settings.register_profile("explore", derandomize=False)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 TINY_MODEL = ["--n_layer=1", "--n_head=2", "--n_embd=32", "--context_length=32", "--batch_size=8",
               "--learning_rate=0.01", "--warmup=0.1", "--logging_steps=5"]

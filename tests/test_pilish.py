@@ -2,7 +2,6 @@
 with a tiny randomly initialised GPT-2 (greedy, sampling, beam search; both rules; sliding window)."""
 
 import random
-import time
 
 import mpmath
 import pytest
@@ -162,10 +161,9 @@ def test_named_digit_sources():
     assert [get_digits(name, 1) for name in NAMED_DIGITS] == ["3", "2", "1", "1"]
 
 
-def test_ten_thousand_digits_of_pi_are_right_and_fast():
-    started = time.perf_counter()
+def test_ten_thousand_digits_of_pi_are_right():
+    # (how fast: bench/, not here; a timed assert in a unit test flakes on a busy machine)
     digits = get_digits("pi", 10000)
-    assert time.perf_counter() - started < 3
     assert len(digits) == 10000 and set(digits) <= set("0123456789")
     # Independent check by integer arithmetic: floor(pi * 10^9999) ends with the same digits.
     with mpmath.workdps(10100):
