@@ -76,3 +76,36 @@ def test_missing_model_says_which_script_to_run(tmp_path):
     result = subprocess.run([sys.executable, "generate.py", "--model_dir=/nonexistent"], cwd=ROOT,
                             capture_output=True, text=True)
     assert result.returncode != 0 and result.stderr.count("\n") == 1 and "train_model.py" in result.stderr
+
+
+def spy_on_generate(monkeypatch, module, model_dir):
+    """The keyword arguments of every model.generate call that `module`'s main makes (the calls go through)."""
+    model, tokenizer = load_model(model_dir)
+    calls, real_generate = [], model.generate
+
+    def recording_generate(*args, **kwargs):
+        calls.append(kwargs)
+        return real_generate(*args, **kwargs)
+
+    monkeypatch.setattr(model, "generate", recording_generate)
+    monkeypatch.setattr(module, "load_model", lambda folder, device=None: (model, tokenizer))
+    return calls
+
+
+def test_sampling_settings_reach_generate(model_dir, monkeypatch, capsys):
+    calls = spy_on_generate(monkeypatch, generate, model_dir)
+    run_main(generate, [f"--model_dir={model_dir}", "--prompts=tom saw|lily", "--temperature=0.7", "--top_k=7",
+                        "--top_p=0.85", "--num_samples=2", "--max_new_tokens=9"])
+    assert len(calls) == 1
+    call = calls[0]
+    assert (call["do_sample"], call["temperature"], call["top_k"], call["top_p"]) == (True, 0.7, 7, 0.85)
+    assert (call["num_return_sequences"], call["max_new_tokens"]) == (2, 9)
+    assert call["input_ids"].shape[0] == 2  # both prompts in one batch
+    out = capsys.readouterr().out
+    assert out.count("[1] ") == out.count("[2] ") == 2
+    calls.clear()
+    run_main(generate, [f"--model_dir={model_dir}", "--prompt=tom saw", "--temperature=0", "--max_new_tokens=40"])
+    call = calls[0]
+    assert call["do_sample"] is False and call["top_k"] is None and call["top_p"] is None
+    prompt_length = call["input_ids"].shape[1]
+    assert call["max_new_tokens"] == 32 - prompt_length  # capped at the model's context

@@ -139,3 +139,70 @@ def test_decoding_settings_reach_generate():
         do_sample=True, temperature=0.5, top_k=None, top_p=0.9, no_repeat_ngram_size=2, repetition_penalty=1.3)
     with pytest.raises(pilish.PilishError, match="decoding must be one of beam, sample"):
         pilish.decoding_settings("greedy")
+
+
+def spy(monkeypatch, model_dir):
+    """The keyword arguments of each pilish.write and model.generate call of pilish_generate.main."""
+    model, tokenizer = load_model(model_dir)
+    writes, generates = [], []
+    real_write, real_generate = pilish.write, model.generate
+
+    def recording_write(*args, **kwargs):
+        writes.append(kwargs)
+        return real_write(*args, **kwargs)
+
+    def recording_generate(*args, **kwargs):
+        generates.append(kwargs)
+        return real_generate(*args, **kwargs)
+
+    monkeypatch.setattr(model, "generate", recording_generate)
+    monkeypatch.setattr(pilish_generate, "load_model", lambda folder, device=None: (model, tokenizer))
+    monkeypatch.setattr(pilish, "write", recording_write)
+    return writes, generates
+
+
+def test_beam_settings_reach_write_and_generate(model_dir, monkeypatch, capsys):
+    writes, generates = spy(monkeypatch, model_dir)
+    run_main(pilish_generate, [f"--model_dir={model_dir}", "--num_digits=12", "--num_beams=3",
+                               "--no_repeat_ngram_size=4", "--repetition_penalty=1.4", "--rules=standard",
+                               "--punctuation_lookahead=false", "--context_length=20", "--prompt=Tom, a"])
+    assert "✓ 12/12 digits of pi" in capsys.readouterr().out
+    (write,) = writes
+    assert (write["rules"], write["prompt"], write["window"]) == ("standard", "Tom, a", 20)
+    assert write["allow_punctuation"] is True and write["punctuation_lookahead"] is False
+    for call in generates:
+        assert (call["num_beams"], call["do_sample"], call["no_repeat_ngram_size"], call["repetition_penalty"]) == (
+            3, False, 4, 1.4)
+        (processor,) = call["logits_processor"]
+        assert processor.rules == "standard" and processor.punctuation_lookahead is False
+        assert call["attention_mask"].shape[1] <= 20 - 20 // 4  # the window: 3/4 of CONTEXT_LENGTH
+    assert len(generates) >= 1
+
+
+def test_sampling_settings_reach_generate(model_dir, monkeypatch, capsys):
+    writes, generates = spy(monkeypatch, model_dir)
+    run_main(pilish_generate, [f"--model_dir={model_dir}", "--num_digits=8", "--decoding=sample",
+                               "--temperature=0.6", "--top_k=5", "--top_p=0.8", "--no_repeat_ngram_size=0",
+                               "--repetition_penalty=1.0", "--allow_punctuation=false", "--num_samples=2"])
+    assert capsys.readouterr().out.count("✓ 8/8 digits of pi") == 2
+    assert len(writes) == 2 and all(write["allow_punctuation"] is False for write in writes)
+    for call in generates:
+        assert (call["do_sample"], call["temperature"], call["top_k"], call["top_p"]) == (True, 0.6, 5, 0.8)
+        assert call["no_repeat_ngram_size"] is None and call["repetition_penalty"] is None
+        assert "num_beams" not in call and call["logits_processor"][0].allow_punctuation is False
+
+
+def test_check_file_uses_the_rules_and_digits_asked_for(tmp_path, capsys):
+    text = tmp_path / "long.txt"
+    text.write_text("A neighborhood, a tree.\n")  # 1, 12, 1, 4: the digits 11214 under the standard rules
+    run_main(pilish_generate, [f"--check_file={text}", "--digits=11214", "--rules=standard"])
+    assert capsys.readouterr().out.strip() == "✓ 5/5 digits of the digits"
+    with pytest.raises(SystemExit) as exit_status:
+        run_main(pilish_generate, [f"--check_file={text}", "--digits=11214"])
+    assert exit_status.value.code == 1
+    out = capsys.readouterr().out
+    assert out.startswith("✗ 1/") and '"neighborhood" has 12 letters, more than the basic rules allow' in out
+    text.write_text("Now I know a tree.\n")  # 3, 1, 4, 1, 4: e is 2.718...
+    with pytest.raises(SystemExit):
+        run_main(pilish_generate, [f"--check_file={text}", "--digits=e"])
+    assert capsys.readouterr().out.startswith("✗ 0/5 digits of e: word 1")
