@@ -36,16 +36,33 @@ def run_main(module, argv):
     module.main(configure(vars(module), argv))
 
 
+# PILISH_TEST_FIXTURES=DIR keeps the corpus, tokenizer and tiny model below in DIR and reuses them in
+# later runs (tests/mutation/plant_bugs.py does, for bugs that cannot change how they are made).
+FIXTURES = os.environ.get("PILISH_TEST_FIXTURES")
+
+
+def fixture_folder(tmp_path_factory, name):
+    if not FIXTURES:
+        return tmp_path_factory.mktemp(name), False
+    folder = Path(FIXTURES) / name
+    ready = (folder / ".complete").is_file()
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder, ready
+
+
 @pytest.fixture(scope="session")
 def corpus_file(tmp_path_factory):
-    return corpus.write_txt(tmp_path_factory.mktemp("data") / "stories.txt", corpus.stories(400))
+    folder, _ = fixture_folder(tmp_path_factory, "data")
+    return corpus.write_txt(folder / "stories.txt", corpus.stories(400))
 
 
 @pytest.fixture(scope="session")
 def tokenizer_dir(corpus_file, tmp_path_factory):
     import train_tokenizer
-    folder = tmp_path_factory.mktemp("tokenizer")
-    run_main(train_tokenizer, [f"--dataset={corpus_file}", f"--tokenizer_dir={folder}", "--held_out=0.05"])
+    folder, ready = fixture_folder(tmp_path_factory, "tokenizer")
+    if not ready:
+        run_main(train_tokenizer, [f"--dataset={corpus_file}", f"--tokenizer_dir={folder}", "--held_out=0.05"])
+        (folder / ".complete").touch()
     return folder
 
 
@@ -53,7 +70,9 @@ def tokenizer_dir(corpus_file, tmp_path_factory):
 def model_dir(corpus_file, tokenizer_dir, tmp_path_factory):
     """A tiny model trained for a few dozen steps: enough to have learnt the corpus' shape."""
     import train_model
-    folder = tmp_path_factory.mktemp("model")
-    run_main(train_model, [f"--dataset={corpus_file}", f"--tokenizer_dir={tokenizer_dir}",
-                           f"--model_dir={folder}", "--max_steps=60", *TINY_MODEL])
+    folder, ready = fixture_folder(tmp_path_factory, "model")
+    if not ready:
+        run_main(train_model, [f"--dataset={corpus_file}", f"--tokenizer_dir={tokenizer_dir}",
+                               f"--model_dir={folder}", "--max_steps=60", *TINY_MODEL])
+        (folder / ".complete").touch()
     return folder

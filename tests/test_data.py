@@ -26,6 +26,8 @@ def test_endoftext_glued_to_text_still_splits(tmp_path):
     path = tmp_path / "c.txt"
     path.write_text("Alpha ends.<|endoftext|>\nBeta ends.\n<|endoftext|>", encoding="utf-8")
     assert [s["text"] for s in stories_in_txt([path])] == ["Alpha ends.", "Beta ends."]
+    path.write_text("One.<|endoftext|>Two starts\nand ends.<|endoftext|>\n<|endoftext|>Three.", encoding="utf-8")
+    assert [s["text"] for s in stories_in_txt([path])] == ["One.", "Two starts\nand ends.", "Three."]
 
 
 def test_folder_of_txt_files(tmp_path):

@@ -485,3 +485,13 @@ def test_a_mark_pays_for_the_word_it_puts_off():
     # after the last digit nothing is owed: the closing marks keep their scores
     done = processor(torch.tensor([[EOS] + ids("fix", "a", "tree", "i")]), torch.zeros(1, len(HAND_VOCAB)))[0]
     assert done[HAND_VOCAB.index(".")] == 0
+
+
+def test_stopping_waits_for_the_closing_mark():
+    processor = make_processor(HAND_VOCAB, "3141", "basic", prompt_length=1)
+    stopping = PilishStoppingCriteria(processor)
+    rows = [["fix", "a", "tree"], ["fix", "a", "tree", "i"], ["fix", "a", "tree", "i", "."],
+            ["fix", "a", "tree", "i", "<|endoftext|>"]]
+    assert [bool(stopping(torch.tensor([[EOS] + ids(*row)]))[0]) for row in rows] == [False, False, True, True]
+    words_only = make_processor(HAND_VOCAB, "3141", "basic", punctuation=False, prompt_length=1)
+    assert bool(PilishStoppingCriteria(words_only)(torch.tensor([[EOS] + ids("fix", "a", "tree", "i")]))[0])

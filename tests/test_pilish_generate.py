@@ -53,6 +53,8 @@ def test_texts_are_exact_and_written_to_the_output_file(model_dir, tmp_path, cap
     assert "NLL per word under the model alone" in captured.err
     texts = output.read_text().splitlines()
     assert len(texts) == 2
+    if decoding == "sample":
+        assert texts[0] != texts[1]  # each sample has its own seed
     for text in texts:
         assert verify(text, get_digits("pi", 40), "basic").ok
         assert text.endswith((".", "!", "?", '."', '!"', '?"'))
