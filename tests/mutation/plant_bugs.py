@@ -136,6 +136,8 @@ def copy_repo(destination, tests_from=None):
         shutil.rmtree(destination / "tests")
         archive = subprocess.run(["git", "archive", tests_from, "tests"], cwd=ROOT, capture_output=True, check=True)
         subprocess.run(["tar", "-x", "-C", str(destination)], input=archive.stdout, check=True)
+        # today's conftest (same fixtures, plus the shared prebuilt ones) so the run takes as long
+        shutil.copy2(ROOT / "tests" / "conftest.py", destination / "tests" / "conftest.py")
 
 
 def run_tests(folder, tests, fixtures=None, time_limit=TIME_LIMIT):
