@@ -74,3 +74,10 @@ def test_nll_per_word_is_the_mean_over_words_after_the_prompt(model_dir):
     expected = float(direct_nll(model, everything)[-len(ids):].sum()) / 3  # ball, said, lily
     assert pilish.nll_per_word(model, tokenizer, ids, prompt) == pytest.approx(expected, rel=1e-5)
     assert pilish.nll_per_word(model, tokenizer, []) == 0.0
+
+
+def test_load_model_is_ready_to_generate(model_dir):
+    from common import load_model
+    model, tokenizer = load_model(model_dir, device="cpu")
+    assert not model.training and model.config.use_cache is True and model.device.type == "cpu"
+    assert model.config.vocab_size == len(tokenizer) and tokenizer.eos_token == "<|endoftext|>"

@@ -208,3 +208,11 @@ def test_check_file_uses_the_rules_and_digits_asked_for(tmp_path, capsys):
     with pytest.raises(SystemExit):
         run_main(pilish_generate, [f"--check_file={text}", "--digits=e"])
     assert capsys.readouterr().out.startswith("✗ 0/5 digits of e: word 1")
+
+
+def test_finish_sentence_ends_the_text_and_closes_its_quote():
+    assert pilish.finish_sentence("tom ran") == "tom ran."
+    assert pilish.finish_sentence("tom ran!") == "tom ran!"
+    assert pilish.finish_sentence('he said, "go') == 'he said, "go."'
+    assert pilish.finish_sentence('he said, "go!"') == 'he said, "go!"'
+    assert pilish.finish_sentence('"hi," he said') == '"hi," he said.'

@@ -186,6 +186,13 @@ def test_every_setting_reaches_the_trainer_and_the_model(corpus_file, tokenizer_
     assert seen["splits"] == (str(corpus_file), "", 0.25, 123) and seen["num_proc"] == 1
     assert len(seen["train"][0]["input_ids"]) == 24
     assert len(seen["valid"]) < len(seen["train"]) / 2  # a quarter of the stories, held out
+    seen.clear()
+    with pytest.raises(Captured):  # the defaults: no compiling; loader processes only where a GPU waits
+        run_main(train_model, [f"--dataset={corpus_file}", f"--tokenizer_dir={tokenizer_dir}",
+                               f"--model_dir={tmp_path}", *TINY_MODEL])
+    args = seen["args"]
+    assert args.torch_compile is False and args.max_steps == -1 and args.num_train_epochs == 1.0
+    assert args.dataloader_num_workers == (4 if pick_device() == "cuda" else 0)
 
 
 def test_incompatible_model_folder_is_a_clear_error(corpus_file, tokenizer_dir, tmp_path):
