@@ -495,3 +495,13 @@ def test_stopping_waits_for_the_closing_mark():
     assert [bool(stopping(torch.tensor([[EOS] + ids(*row)]))[0]) for row in rows] == [False, False, True, True]
     words_only = make_processor(HAND_VOCAB, "3141", "basic", punctuation=False, prompt_length=1)
     assert bool(PilishStoppingCriteria(words_only)(torch.tensor([[EOS] + ids("fix", "a", "tree", "i")]))[0])
+
+
+def test_a_ten_letter_word_never_stands_for_the_digits_10():
+    # under the standard rules only words of 11 or more letters spell two digits: 10 letters spell 0
+    vocab = SPECIALS + PUNCTUATION_TOKENS + ["a", "abcdefghij", "abc"]
+    processor = make_processor(vocab, "1013", "standard", punctuation=False, prompt_length=1)
+    allowed = processor.allowed(torch.tensor([[EOS]]))[0]
+    assert {vocab[i] for i in allowed.nonzero().flatten().tolist()} == {"a"}
+    after_a = processor.allowed(torch.tensor([[EOS, vocab.index("a")]]))[0]
+    assert {vocab[i] for i in after_a.nonzero().flatten().tolist()} == {"abcdefghij"}
