@@ -67,3 +67,11 @@ def test_quality(bench_module, model_dir, corpus_file, capsys):
     assert len(pilish_rows) == 5 and all("✓ 1/1" in row for row in pilish_rows), out
     assert re.search(r"\[UNK\] rate of stories\.txt's words: 0\.00% of [\d,]+", out)
     assert "(not recorded: --record=false)" in out
+
+
+@pytest.mark.parametrize("script", ["train_speed", "generate_speed", "quality"])
+def test_help_lists_the_settings(script):
+    import subprocess
+    result = subprocess.run([sys.executable, f"bench/{script}.py", "--help"], cwd=ROOT, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert "--record=True" in result.stdout and "--seed=42" in result.stdout

@@ -69,10 +69,9 @@ def test_bad_local_data_is_a_clear_error(tmp_path, make, message):
         load_stories(make(tmp_path))
 
 
+@pytest.mark.timeout(60)  # no minutes of retries (a time limit, not a timed assert: it only catches a hang)
 def test_unreachable_hub_is_one_clear_line():
-    started = time.perf_counter()
     with pytest.raises(UserError) as error:
         load_stories("roneneldan/TinyStories")
     message = str(error.value)
     assert "hub" in message and "--dataset=" in message and "\n" not in message
-    assert time.perf_counter() - started < 30  # no minutes of retries
