@@ -63,6 +63,8 @@ def test_edited_file_is_read_again(tmp_path):
     (lambda p: (p / "x.csv").write_text("a") and str(p / "x.csv"), "unknown file type"),
     (lambda p: (p / "t.jsonl").write_text('{"story": "x"}') and str(p / "t.jsonl"), "no 'text' column"),
     (lambda p: str(p), "has no .txt"),
+    (lambda p: (p / "a.txt").write_text("A.") and (p / "b.jsonl").write_text('{"text": "B."}') and str(p),
+     "mixes file types"),
 ])
 def test_bad_local_data_is_a_clear_error(tmp_path, make, message):
     with pytest.raises(UserError, match=message):

@@ -119,3 +119,16 @@ def test_prompts_follow_an_endoftext_and_are_left_padded(model_dir):
     assert batch["input_ids"][0].tolist() == [eot, *long_ids]
     assert batch["input_ids"][1].tolist() == [pad, pad, pad, eot, tokenizer.convert_tokens_to_ids("once")]
     assert batch["attention_mask"].tolist() == [[1] * 5, [0, 0, 0, 1, 1]]
+
+
+def test_a_prompt_as_long_as_the_context_is_an_error(model_dir):
+    model, tokenizer = load_model(model_dir, device="cpu")
+    with pytest.raises(UserError, match="as long as the model's whole context"):
+        generate.generate(model, tokenizer, [" ".join(["cat"] * 31)], settings(model_dir))
+    results, _ = generate.generate(model, tokenizer, [" ".join(["cat"] * 30)], settings(model_dir, "--temperature=0"))
+    assert results[0][0][1].count("cat") >= 30  # one token of room: still a continuation
+
+
+def test_no_prompts_is_an_error(tmp_path):
+    with pytest.raises(UserError, match="no prompts"):
+        run_main(generate, [f"--model_dir={tmp_path}", "--prompts=[]"])

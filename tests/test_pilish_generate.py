@@ -1,3 +1,4 @@
+import re
 import subprocess
 import sys
 
@@ -5,7 +6,7 @@ import pytest
 
 import pilish_generate
 import pilish
-from common import load_model
+from common import UserError, load_model
 from conftest import ROOT, run_main
 from pilish import WORD_RE, get_digits, letters_in, verify
 
@@ -216,3 +217,50 @@ def test_finish_sentence_ends_the_text_and_closes_its_quote():
     assert pilish.finish_sentence('he said, "go') == 'he said, "go."'
     assert pilish.finish_sentence('he said, "go!"') == 'he said, "go!"'
     assert pilish.finish_sentence('"hi," he said') == '"hi," he said.'
+
+
+def test_show_digits_wraps_and_aligns():
+    text = "how i need a drink, alcoholic in nature, after the heavy lectures"
+    lines = pilish_generate.show_digits(text, width=30).split("\n")
+    assert all(len(line) <= 30 for line in lines)
+    tops, bottoms = lines[0::3], lines[1::3]
+    assert len(tops) >= 3 and all(line == "" for line in lines[2::3])
+    words = [word for top in tops for word in top.split()]
+    counts = [count for bottom in bottoms for count in bottom.split()]
+    assert words == text.split() and counts == ["3", "1", "4", "1", "5", "9", "2", "6", "5", "3", "5", "8"]
+    for top, bottom in zip(tops, bottoms):  # each count starts under its word
+        assert [m.start() for m in re.finditer(r"\S+", top)] == [m.start() for m in re.finditer(r"\S+", bottom)]
+
+
+@pytest.mark.parametrize("content, argv, message", [
+    ("", [], "has no text to check"),
+    ("\n  \n", [], "has no text to check"),
+    (None, [], "cannot read"),
+    (None, ["--num_samples=0", "--check_file="], "NUM_SAMPLES must be at least 1"),
+])
+def test_check_file_and_sample_count_errors(tmp_path, content, argv, message):
+    path = tmp_path / "texts.txt"
+    if content is not None:
+        path.write_text(content)
+    with pytest.raises(UserError, match=message):
+        run_main(pilish_generate, [f"--check_file={path}", f"--model_dir={tmp_path}", *argv])
+
+
+def test_write_reports_progress_and_clamps_the_window(model_dir):
+    model, tokenizer = load_model(model_dir)
+    assert [pilish.context_window(model, w) for w in (0, 20, 1000)] == [32, 20, 32]
+
+    class Progress:
+        total = 0
+
+        def update(self, n):
+            assert n >= 0
+            self.total += n
+
+    progress = Progress()
+    digits = get_digits("pi", 40)
+    written = pilish.write(model, tokenizer, digits, prompt="Tom, a ball", progress=progress,
+                           **pilish.decoding_settings("sample"))
+    assert written.verification.ok and progress.total == 40
+    with pytest.raises(pilish.PilishError, match="at least 1"):
+        pilish.decoding_settings("beam", 0)

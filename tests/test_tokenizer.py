@@ -83,9 +83,11 @@ def test_training_prints_what_users_want(corpus_file, tmp_path, capsys):
     assert len(AutoTokenizer.from_pretrained(tmp_path)) == 60
 
 
-def test_tiny_vocab_size_is_an_error(corpus_file, tmp_path):
-    with pytest.raises(UserError, match="VOCAB_SIZE"):
-        run_main(train_tokenizer, [f"--dataset={corpus_file}", f"--tokenizer_dir={tmp_path}", "--vocab_size=2"])
+@pytest.mark.parametrize("arg, message", [("--vocab_size=2", "VOCAB_SIZE"), ("--vocab_size=3", "VOCAB_SIZE"),
+                                          ("--held_out=1", "HELD_OUT"), ("--held_out=-0.1", "HELD_OUT")])
+def test_bad_sizes_are_errors(corpus_file, tmp_path, arg, message):
+    with pytest.raises(UserError, match=message):
+        run_main(train_tokenizer, [f"--dataset={corpus_file}", f"--tokenizer_dir={tmp_path}", arg])
 
 
 # ---------------------------------------------------------------- what the settings do, counted by hand

@@ -1,4 +1,5 @@
 import json
+import math
 import os
 import subprocess
 import sys
@@ -26,13 +27,15 @@ def test_loss_falls_and_run_is_recorded(model_dir):
     assert metrics["steps"] == 60 and metrics["tokens_seen"] == 60 * 8 * 32
     assert metrics["tokens_per_second"] > 0 and metrics["device"] == f"{pick_device()} x 1"
     assert metrics["parameters"] > metrics["non_embedding_parameters"] > 0
+    assert metrics["valid_loss"] == evals[-1] and metrics["valid_perplexity"] == pytest.approx(math.exp(evals[-1]))
+    assert metrics["train_loss"] == pytest.approx(sum(losses) / len(losses), rel=0.2)  # the mean over the run
     assert (model_dir / "loss_curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_saved_folder_loads_through_the_auto_classes_and_pipeline(model_dir):
     model = AutoModelForCausalLM.from_pretrained(model_dir)
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    assert model.config.vocab_size == len(tokenizer)
+    assert model.config.vocab_size == len(tokenizer) and model.config.use_cache is True
     assert model.config.eos_token_id == tokenizer.eos_token_id and model.config.pad_token_id == tokenizer.pad_token_id
     generator = pipeline("text-generation", model=str(model_dir))
     text = generator("once upon a time", max_new_tokens=5, do_sample=False)[0]["generated_text"]
@@ -271,8 +274,36 @@ def test_training_arguments_are_built_once_with_shares_of_the_run(tmp_path):
     assert (args.eval_steps, args.save_steps, args.logging_steps) == (0.2, 0.2, 0.02)  # 5 evals, ~50 logs
     assert (args.max_steps, args.per_device_train_batch_size, args.learning_rate) == (50, 8, 1e-3)
     assert not args.bf16 and not args.fp16 and args.prediction_loss_only
+    assert (args.adam_beta2, args.lr_scheduler_type, args.weight_decay, args.max_grad_norm) == (0.95, "cosine", 0.1, 1.0)
+    assert args.use_cpu and args.seed == 42 and args.warmup_steps == 0.02 and args.save_total_limit == 3
     args = training.training_arguments(tmp_path, device="cpu", batch_size=8, learning_rate=1e-3, eval_steps=7,
                                        logging_steps=3)
     assert (args.eval_steps, args.save_steps, args.logging_steps, args.max_steps) == (7, 7, 3, -1)
     args = training.training_arguments(tmp_path, device="cpu", batch_size=8, learning_rate=1e-3, checkpoints=False)
     assert args.save_strategy == "no" and args.eval_strategy == "no"
+
+
+def test_collate_blocks_makes_the_labels_the_inputs():
+    import torch
+    rows = [{"input_ids": torch.tensor([5, 6, 7])}, {"input_ids": torch.tensor([8, 9, 10])}]
+    batch = training.collate_blocks(rows)
+    assert batch["input_ids"].tolist() == [[5, 6, 7], [8, 9, 10]] and torch.equal(batch["labels"], batch["input_ids"])
+
+
+@pytest.mark.parametrize("key, value", [("vocab_size", 999), ("n_positions", 64), ("n_embd", 48), ("n_layer", 3),
+                                        ("n_head", 4)])
+def test_any_architecture_change_blocks_resuming(tmp_path, key, value):
+    model = training.build_model(1000, context_length=32, n_embd=32, n_layer=1, n_head=2)
+    model.config.save_pretrained(tmp_path)
+    training.check_resumable(tmp_path, model)  # the same settings: fine
+    saved = json.loads((tmp_path / "config.json").read_text())
+    (tmp_path / "config.json").write_text(json.dumps({**saved, key: value}))
+    with pytest.raises(ValueError, match=f"{key} {value} \\(now {getattr(model.config, key)}\\)"):
+        training.check_resumable(tmp_path, model)
+
+
+def test_load_splits_needs_two_stories_to_hold_one_out(tmp_path):
+    import corpus
+    data = corpus.write_txt(tmp_path / "one.txt", ["Only one story."])
+    with pytest.raises(ValueError, match="too few stories"):
+        training.load_splits(str(data), "", valid_fraction=0.5)
