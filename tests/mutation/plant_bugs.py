@@ -1,6 +1,6 @@
 """Mutation check of the test suite: plant realistic bugs one at a time and see whether the tests notice.
 
-    python tests/mutation/plant_bugs.py                       # every bug below (~25 min on 2 busy cores)
+    python tests/mutation/plant_bugs.py                       # every bug below (~45 min on 2 busy cores)
     python tests/mutation/plant_bugs.py --only=token_nll,resume # some of them, by name
     python tests/mutation/plant_bugs.py --tests-from=de8d55b   # the same bugs against an older tests/
     python tests/mutation/plant_bugs.py --list                 # the bugs, without running anything
@@ -119,6 +119,31 @@ BUGS = [
         [T + "test_pilish_generate.py"]),
     Bug("context_length_ignored", "pilish_generate.py", "window=config.CONTEXT_LENGTH,", "window=0,",
         [T + "test_pilish_generate.py"]),
+    # ---- a second batch (2026-11-30), planted after the first one's tests were written
+    Bug("list_split_on_commas", "common.py", 'text.split("|")', 'text.split(",")', [T + "test_config.py"]),
+    Bug("mixed_folder_accepted", "common.py", "if len(kinds) > 1:", "if len(kinds) > 2:", [T + "test_data.py"]),
+    Bug("semicolon_spaced", "common.py", 'NO_SPACE_BEFORE = set(".,!?;:)")', 'NO_SPACE_BEFORE = set(".,!?:)")',
+        [T + "test_tokenizer.py"]),
+    Bug("vocab_size_not_checked_on_resume", "training.py",
+        'ARCHITECTURE_KEYS = ("vocab_size", "n_positions",', 'ARCHITECTURE_KEYS = ("n_positions",',
+        [T + "test_train_model.py"], rebuild_fixtures=True),
+    Bug("adam_default_beta2", "training.py", "adam_beta2=0.95", "adam_beta2=0.999", [T + "test_train_model.py"],
+        rebuild_fixtures=True),
+    Bug("perplexity_of_training_loss", "train_model.py", '"valid_perplexity": math.exp(evaluation["eval_loss"])',
+        '"valid_perplexity": math.exp(result.training_loss)', [T + "test_train_model.py"], rebuild_fixtures=True),
+    Bug("held_out_may_be_everything", "train_tokenizer.py", "if not 0 <= config.HELD_OUT < 1:",
+        "if not 0 <= config.HELD_OUT <= 1:", [T + "test_tokenizer.py"]),
+    Bug("prompt_without_endoftext", "generate.py", "texts = [tokenizer.eos_token + prompt for prompt in prompts]",
+        "texts = list(prompts)", [T + "test_generate.py"]),
+    Bug("show_digits_overflows", "pilish_generate.py", "if len(top) + cell > width and top:",
+        "if len(top) > width and top:", [T + "test_pilish_generate.py"]),
+    Bug("window_not_clamped", "pilish_engine.py",
+        "return min(window or model.config.n_positions, model.config.n_positions)",
+        "return window or model.config.n_positions", [T + "test_pilish_generate.py"]),
+    Bug("progress_counts_windows", "pilish_engine.py", "progress.update(position - before)", "progress.update(1)",
+        [T + "test_pilish_generate.py"]),
+    Bug("zero_beams_accepted", "pilish_engine.py", "if num_beams < 1:", "if num_beams < 0:",
+        [T + "test_pilish_generate.py"]),
 ]
 
 
@@ -153,7 +178,8 @@ def run_tests(folder, tests, fixtures=None, time_limit=TIME_LIMIT):
     except subprocess.TimeoutExpired:
         return False, time.perf_counter() - started, f"timed out after {time_limit} s"
     seconds = time.perf_counter() - started
-    failed = [line.split()[1] for line in result.stdout.splitlines() if line.startswith(("FAILED ", "ERROR "))]
+    failed = [line.split(" ", 1)[1].split(" - ")[0] for line in result.stdout.splitlines()
+              if line.startswith(("FAILED ", "ERROR "))]
     return result.returncode == 0, seconds, (failed[0] if failed else result.stdout.strip().splitlines()[-1:])
 
 
