@@ -241,5 +241,17 @@ def main(config):
         f"next: python generate.py --model_dir={config.MODEL_DIR}")
 
 
+def leave_process_group():
+    """Under torchrun: wait for rank 0 to finish writing, then close the process group. A rank that
+    exits with the group still open can abort (SIGABRT) at interpreter shutdown, failing the run."""
+    if "torch" not in sys.modules:  # --help, or an error before training: nothing to close
+        return
+    import torch.distributed as dist
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
+
+
 if __name__ == "__main__":
     run_script(main, globals())
+    leave_process_group()

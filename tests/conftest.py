@@ -15,12 +15,31 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 ROOT = Path(__file__).resolve().parent.parent  # on sys.path through pytest.ini's pythonpath, as is tests/
 
 import pytest  # noqa: E402
+from hypothesis import settings  # noqa: E402
 
 import corpus  # noqa: E402
 from common import configure  # noqa: E402
 
+# Hypothesis draws the same examples on every run (derandomize): a failure in CI is a failure on
+# every rerun and on every laptop, never a one-off. HYPOTHESIS_PROFILE=explore draws fresh random
+# examples (with the tests' own max_examples) to hunt for new failures locally.
+settings.register_profile("ci", derandomize=True, print_blob=True)
+settings.register_profile("explore", derandomize=False)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+
 TINY_MODEL = ["--n_layer=1", "--n_head=2", "--n_embd=32", "--context_length=32", "--batch_size=8",
               "--learning_rate=0.01", "--warmup=0.1", "--logging_steps=5"]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def one_torch_thread():
+    """Tests run tiny models: on a busy 2-core machine, handing a small matmul between threads costs far
+    more than it saves (a forward pass measured 20x slower with 2 threads than with 1 there)."""
+    import torch
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 def run_main(module, argv):
@@ -28,16 +47,33 @@ def run_main(module, argv):
     module.main(configure(vars(module), argv))
 
 
+# PILISH_TEST_FIXTURES=DIR keeps the corpus, tokenizer and tiny model below in DIR and reuses them in
+# later runs (tests/mutation/plant_bugs.py does, for bugs that cannot change how they are made).
+FIXTURES = os.environ.get("PILISH_TEST_FIXTURES")
+
+
+def fixture_folder(tmp_path_factory, name):
+    if not FIXTURES:
+        return tmp_path_factory.mktemp(name), False
+    folder = Path(FIXTURES) / name
+    ready = (folder / ".complete").is_file()
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder, ready
+
+
 @pytest.fixture(scope="session")
 def corpus_file(tmp_path_factory):
-    return corpus.write_txt(tmp_path_factory.mktemp("data") / "stories.txt", corpus.stories(400))
+    folder, _ = fixture_folder(tmp_path_factory, "data")
+    return corpus.write_txt(folder / "stories.txt", corpus.stories(400))
 
 
 @pytest.fixture(scope="session")
 def tokenizer_dir(corpus_file, tmp_path_factory):
     import train_tokenizer
-    folder = tmp_path_factory.mktemp("tokenizer")
-    run_main(train_tokenizer, [f"--dataset={corpus_file}", f"--tokenizer_dir={folder}", "--held_out=0.05"])
+    folder, ready = fixture_folder(tmp_path_factory, "tokenizer")
+    if not ready:
+        run_main(train_tokenizer, [f"--dataset={corpus_file}", f"--tokenizer_dir={folder}", "--held_out=0.05"])
+        (folder / ".complete").touch()
     return folder
 
 
@@ -45,7 +81,9 @@ def tokenizer_dir(corpus_file, tmp_path_factory):
 def model_dir(corpus_file, tokenizer_dir, tmp_path_factory):
     """A tiny model trained for a few dozen steps: enough to have learnt the corpus' shape."""
     import train_model
-    folder = tmp_path_factory.mktemp("model")
-    run_main(train_model, [f"--dataset={corpus_file}", f"--tokenizer_dir={tokenizer_dir}",
-                           f"--model_dir={folder}", "--max_steps=60", *TINY_MODEL])
+    folder, ready = fixture_folder(tmp_path_factory, "model")
+    if not ready:
+        run_main(train_model, [f"--dataset={corpus_file}", f"--tokenizer_dir={tokenizer_dir}",
+                               f"--model_dir={folder}", "--max_steps=60", *TINY_MODEL])
+        (folder / ".complete").touch()
     return folder

@@ -19,6 +19,7 @@ def test_overrides_parse_to_the_constants_type():
                                                "--dataset=x.txt"])
     assert (config.VOCAB_SIZE, config.LOWERCASE, config.HELD_OUT, config.DATASET) == (123, False, 0.5, "x.txt")
     assert configure(vars(train_tokenizer), ["--lowercase"]).LOWERCASE is True  # a bare flag means true
+    assert configure(vars(train_tokenizer), ["--vocab-size=77"]).VOCAB_SIZE == 77  # dashes work as underscores
 
 
 def test_list_overrides():

@@ -110,3 +110,59 @@ def test_pipeline_continues_with_a_space_and_reads_like_generate(model_dir):
         assert continuation == tokenizer.decode(new, skip_special_tokens=True)
         words = split_words(tokenizer, prompt)[0]
         assert detokenize(tokenizer, [], words) + continuation == detokenize(tokenizer, new, words)
+
+
+def spy_on_generate(monkeypatch, module, model_dir):
+    """The keyword arguments of every model.generate call that `module`'s main makes (the calls go through)."""
+    model, tokenizer = load_model(model_dir)
+    calls, real_generate = [], model.generate
+
+    def recording_generate(*args, **kwargs):
+        calls.append(kwargs)
+        return real_generate(*args, **kwargs)
+
+    monkeypatch.setattr(model, "generate", recording_generate)
+    monkeypatch.setattr(module, "load_model", lambda folder, device=None: (model, tokenizer))
+    return calls
+
+
+def test_sampling_settings_reach_generate(model_dir, monkeypatch, capsys):
+    calls = spy_on_generate(monkeypatch, generate, model_dir)
+    run_main(generate, [f"--model_dir={model_dir}", "--prompts=tom saw|lily", "--temperature=0.7", "--top_k=7",
+                        "--top_p=0.85", "--num_samples=2", "--max_new_tokens=9"])
+    assert len(calls) == 1
+    call = calls[0]
+    assert (call["do_sample"], call["temperature"], call["top_k"], call["top_p"]) == (True, 0.7, 7, 0.85)
+    assert (call["num_return_sequences"], call["max_new_tokens"]) == (2, 9)
+    assert call["input_ids"].shape[0] == 2  # both prompts in one batch
+    out = capsys.readouterr().out
+    assert out.count("[1] ") == out.count("[2] ") == 2
+    calls.clear()
+    run_main(generate, [f"--model_dir={model_dir}", "--prompt=tom saw", "--temperature=0", "--max_new_tokens=40"])
+    call = calls[0]
+    assert call["do_sample"] is False and call["top_k"] is None and call["top_p"] is None
+    prompt_length = call["input_ids"].shape[1]
+    assert call["max_new_tokens"] == 32 - prompt_length  # capped at the model's context
+
+
+def test_prompts_follow_an_endoftext_and_are_left_padded(model_dir):
+    model, tokenizer = load_model(model_dir, device="cpu")
+    batch = generate.encode_prompts(tokenizer, ["tom saw a cat", "once"], "cpu")
+    eot, pad = tokenizer.eos_token_id, tokenizer.pad_token_id
+    long_ids = tokenizer.convert_tokens_to_ids(["tom", "saw", "a", "cat"])
+    assert batch["input_ids"][0].tolist() == [eot, *long_ids]
+    assert batch["input_ids"][1].tolist() == [pad, pad, pad, eot, tokenizer.convert_tokens_to_ids("once")]
+    assert batch["attention_mask"].tolist() == [[1] * 5, [0, 0, 0, 1, 1]]
+
+
+def test_a_prompt_as_long_as_the_context_is_an_error(model_dir):
+    model, tokenizer = load_model(model_dir, device="cpu")
+    with pytest.raises(UserError, match="as long as the model's whole context"):
+        generate.generate(model, tokenizer, [" ".join(["cat"] * 31)], settings(model_dir))
+    results, _ = generate.generate(model, tokenizer, [" ".join(["cat"] * 30)], settings(model_dir, "--temperature=0"))
+    assert results[0][0][1].count("cat") >= 30  # one token of room: still a continuation
+
+
+def test_no_prompts_is_an_error(tmp_path):
+    with pytest.raises(UserError, match="no prompts"):
+        run_main(generate, [f"--model_dir={tmp_path}", "--prompts=[]"])

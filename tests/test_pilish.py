@@ -2,7 +2,6 @@
 with a tiny randomly initialised GPT-2 (greedy, sampling, beam search; both rules; sliding window)."""
 
 import random
-import time
 
 import mpmath
 import pytest
@@ -179,10 +178,9 @@ def test_named_digit_sources():
     assert [get_digits(name, 1) for name in NAMED_DIGITS] == ["3", "2", "1", "1"]
 
 
-def test_ten_thousand_digits_of_pi_are_right_and_fast():
-    started = time.perf_counter()
+def test_ten_thousand_digits_of_pi_are_right():
+    # (how fast: bench/, not here; a timed assert in a unit test flakes on a busy machine)
     digits = get_digits("pi", 10000)
-    assert time.perf_counter() - started < 3
     assert len(digits) == 10000 and set(digits) <= set("0123456789")
     # Independent check by integer arithmetic: floor(pi * 10^9999) ends with the same digits.
     with mpmath.workdps(10100):
@@ -562,3 +560,23 @@ def test_fluency_processor_without_rules_changes_nothing():
     processor.restart([1, 1], prompt_length=0)
     scores = torch.randn(2, 3)
     assert torch.equal(processor(torch.tensor([[1], [2]]), scores.clone()), scores)
+
+
+def test_stopping_waits_for_the_closing_mark():
+    processor = make_processor(HAND_VOCAB, "3141", "basic", prompt_length=1)
+    stopping = PilishStoppingCriteria(processor)
+    rows = [["fix", "a", "tree"], ["fix", "a", "tree", "i"], ["fix", "a", "tree", "i", "."],
+            ["fix", "a", "tree", "i", "<|endoftext|>"]]
+    assert [bool(stopping(torch.tensor([[EOS] + ids(*row)]))[0]) for row in rows] == [False, False, True, True]
+    words_only = make_processor(HAND_VOCAB, "3141", "basic", punctuation=False, prompt_length=1)
+    assert bool(PilishStoppingCriteria(words_only)(torch.tensor([[EOS] + ids("fix", "a", "tree", "i")]))[0])
+
+
+def test_a_ten_letter_word_never_stands_for_the_digits_10():
+    # under the standard rules only words of 11 or more letters spell two digits: 10 letters spell 0
+    vocab = SPECIALS + PUNCTUATION_TOKENS + ["a", "abcdefghij", "abc"]
+    processor = make_processor(vocab, "1013", "standard", punctuation=False, prompt_length=1)
+    allowed = processor.allowed(torch.tensor([[EOS]]))[0]
+    assert {vocab[i] for i in allowed.nonzero().flatten().tolist()} == {"a"}
+    after_a = processor.allowed(torch.tensor([[EOS, vocab.index("a")]]))[0]
+    assert {vocab[i] for i in after_a.nonzero().flatten().tolist()} == {"abcdefghij"}

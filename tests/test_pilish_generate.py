@@ -1,3 +1,4 @@
+import re
 import subprocess
 import sys
 
@@ -5,7 +6,7 @@ import pytest
 
 import pilish_generate
 import pilish
-from common import load_model
+from common import UserError, load_model
 from conftest import ROOT, run_main
 from pilish import WORD_RE, get_digits, letters_in, verify
 
@@ -53,6 +54,8 @@ def test_texts_are_exact_and_written_to_the_output_file(model_dir, tmp_path, cap
     assert "NLL per word under the model alone" in captured.err
     texts = output.read_text().splitlines()
     assert len(texts) == 2
+    if decoding == "sample":
+        assert texts[0] != texts[1]  # each sample has its own seed
     for text in texts:
         assert verify(text, get_digits("pi", 40), "basic").ok
         assert text.endswith((".", "!", "?", '."', '!"', '?"'))
@@ -212,3 +215,125 @@ def test_whole_text_rules_and_the_prior_keep_a_long_text_exact(model_dir, corpus
 def torch_equal(a, b):
     import torch
     return torch.equal(a, b)
+
+
+def spy(monkeypatch, model_dir):
+    """The keyword arguments of each pilish.write and model.generate call of pilish_generate.main."""
+    model, tokenizer = load_model(model_dir)
+    writes, generates = [], []
+    real_write, real_generate = pilish.write, model.generate
+
+    def recording_write(*args, **kwargs):
+        writes.append(kwargs)
+        return real_write(*args, **kwargs)
+
+    def recording_generate(*args, **kwargs):
+        generates.append(kwargs)
+        return real_generate(*args, **kwargs)
+
+    monkeypatch.setattr(model, "generate", recording_generate)
+    monkeypatch.setattr(pilish_generate, "load_model", lambda folder, device=None: (model, tokenizer))
+    monkeypatch.setattr(pilish, "write", recording_write)
+    return writes, generates
+
+
+def test_beam_settings_reach_write_and_generate(model_dir, monkeypatch, capsys):
+    writes, generates = spy(monkeypatch, model_dir)
+    run_main(pilish_generate, [f"--model_dir={model_dir}", "--num_digits=12", "--num_beams=3",
+                               "--no_repeat_ngram_size=4", "--repetition_penalty=1.4", "--rules=standard",
+                               "--punctuation_lookahead=false", "--context_length=20", "--prompt=Tom, a"])
+    assert "✓ 12/12 digits of pi" in capsys.readouterr().out
+    (write,) = writes
+    assert (write["rules"], write["prompt"], write["window"]) == ("standard", "Tom, a", 20)
+    assert write["allow_punctuation"] is True and write["punctuation_lookahead"] is False
+    for call in generates:
+        assert (call["num_beams"], call["do_sample"], call["no_repeat_ngram_size"], call["repetition_penalty"]) == (
+            3, False, 4, 1.4)
+        (processor,) = call["logits_processor"]
+        assert processor.rules == "standard" and processor.punctuation_lookahead is False
+        assert call["attention_mask"].shape[1] <= 20 - 20 // 4  # the window: 3/4 of CONTEXT_LENGTH
+    assert len(generates) >= 1
+
+
+def test_sampling_settings_reach_generate(model_dir, monkeypatch, capsys):
+    writes, generates = spy(monkeypatch, model_dir)
+    run_main(pilish_generate, [f"--model_dir={model_dir}", "--num_digits=8", "--decoding=sample",
+                               "--temperature=0.6", "--top_k=5", "--top_p=0.8", "--no_repeat_ngram_size=0",
+                               "--repetition_penalty=1.0", "--allow_punctuation=false", "--num_samples=2"])
+    assert capsys.readouterr().out.count("✓ 8/8 digits of pi") == 2
+    assert len(writes) == 2 and all(write["allow_punctuation"] is False for write in writes)
+    for call in generates:
+        assert (call["do_sample"], call["temperature"], call["top_k"], call["top_p"]) == (True, 0.6, 5, 0.8)
+        assert call["no_repeat_ngram_size"] is None and call["repetition_penalty"] is None
+        assert "num_beams" not in call and call["logits_processor"][0].allow_punctuation is False
+
+
+def test_check_file_uses_the_rules_and_digits_asked_for(tmp_path, capsys):
+    text = tmp_path / "long.txt"
+    text.write_text("A neighborhood, a tree.\n")  # 1, 12, 1, 4: the digits 11214 under the standard rules
+    run_main(pilish_generate, [f"--check_file={text}", "--digits=11214", "--rules=standard"])
+    assert capsys.readouterr().out.strip() == "✓ 5/5 digits of the digits"
+    with pytest.raises(SystemExit) as exit_status:
+        run_main(pilish_generate, [f"--check_file={text}", "--digits=11214"])
+    assert exit_status.value.code == 1
+    out = capsys.readouterr().out
+    assert out.startswith("✗ 1/") and '"neighborhood" has 12 letters, more than the basic rules allow' in out
+    text.write_text("Now I know a tree.\n")  # 3, 1, 4, 1, 4: e is 2.718...
+    with pytest.raises(SystemExit):
+        run_main(pilish_generate, [f"--check_file={text}", "--digits=e"])
+    assert capsys.readouterr().out.startswith("✗ 0/5 digits of e: word 1")
+
+
+def test_finish_sentence_ends_the_text_and_closes_its_quote():
+    assert pilish.finish_sentence("tom ran") == "tom ran."
+    assert pilish.finish_sentence("tom ran!") == "tom ran!"
+    assert pilish.finish_sentence('he said, "go') == 'he said, "go."'
+    assert pilish.finish_sentence('he said, "go!"') == 'he said, "go!"'
+    assert pilish.finish_sentence('"hi," he said') == '"hi," he said.'
+
+
+def test_show_digits_wraps_and_aligns():
+    text = "how i need a drink, alcoholic in nature, after the heavy lectures"
+    lines = pilish_generate.show_digits(text, width=30).split("\n")
+    assert all(len(line) <= 30 for line in lines)
+    tops, bottoms = lines[0::3], lines[1::3]
+    assert len(tops) >= 3 and all(line == "" for line in lines[2::3])
+    words = [word for top in tops for word in top.split()]
+    counts = [count for bottom in bottoms for count in bottom.split()]
+    assert words == text.split() and counts == ["3", "1", "4", "1", "5", "9", "2", "6", "5", "3", "5", "8"]
+    for top, bottom in zip(tops, bottoms):  # each count starts under its word
+        assert [m.start() for m in re.finditer(r"\S+", top)] == [m.start() for m in re.finditer(r"\S+", bottom)]
+
+
+@pytest.mark.parametrize("content, argv, message", [
+    ("", [], "has no text to check"),
+    ("\n  \n", [], "has no text to check"),
+    (None, [], "cannot read"),
+    (None, ["--num_samples=0", "--check_file="], "NUM_SAMPLES must be at least 1"),
+])
+def test_check_file_and_sample_count_errors(tmp_path, content, argv, message):
+    path = tmp_path / "texts.txt"
+    if content is not None:
+        path.write_text(content)
+    with pytest.raises(UserError, match=message):
+        run_main(pilish_generate, [f"--check_file={path}", f"--model_dir={tmp_path}", *argv])
+
+
+def test_write_reports_progress_and_clamps_the_window(model_dir):
+    model, tokenizer = load_model(model_dir)
+    assert [pilish.context_window(model, w) for w in (0, 20, 1000)] == [32, 20, 32]
+
+    class Progress:
+        total = 0
+
+        def update(self, n):
+            assert n >= 0
+            self.total += n
+
+    progress = Progress()
+    digits = get_digits("pi", 40)
+    written = pilish.write(model, tokenizer, digits, prompt="Tom, a ball", progress=progress,
+                           **pilish.decoding_settings("sample"))
+    assert written.verification.ok and progress.total == 40
+    with pytest.raises(pilish.PilishError, match="at least 1"):
+        pilish.decoding_settings("beam", 0)

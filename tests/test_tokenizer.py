@@ -147,6 +147,82 @@ def test_training_prints_what_users_want(corpus_file, tmp_path, capsys):
             '-> lily\'s mom said, "don\'t go!"\n') in out
 
 
-def test_tiny_vocab_size_is_an_error(corpus_file, tmp_path):
-    with pytest.raises(UserError, match="VOCAB_SIZE"):
-        run_main(train_tokenizer, [f"--dataset={corpus_file}", f"--tokenizer_dir={tmp_path}", "--vocab_size=2"])
+@pytest.mark.parametrize("arg, message", [("--vocab_size=2", "VOCAB_SIZE"), ("--vocab_size=3", "VOCAB_SIZE"),
+                                          ("--held_out=1", "HELD_OUT"), ("--held_out=-0.1", "HELD_OUT")])
+def test_bad_sizes_are_errors(corpus_file, tmp_path, arg, message):
+    with pytest.raises(UserError, match=message):
+        run_main(train_tokenizer, [f"--dataset={corpus_file}", f"--tokenizer_dir={tmp_path}", arg])
+
+
+# ---------------------------------------------------------------- what the settings do, counted by hand
+
+def trained(texts, **options):
+    from tokenizers import trainers
+    tokenizer = train_tokenizer.build_tokenizer(options.pop("lowercase", True))
+    trainer = trainers.WordLevelTrainer(vocab_size=100, special_tokens=train_tokenizer.SPECIAL_TOKENS, **options)
+    tokenizer.train_from_iterator(texts, trainer)
+    return tokenizer
+
+
+def test_unk_rate_counts_words_not_marks():
+    tokenizer = trained(["the cat sat on the mat."])
+    # words: the dog sat on a mat (6); unknown: dog, a (2); the marks , ! " are not words
+    rate, words = train_tokenizer.unk_rate(tokenizer, ['the dog sat, on a mat!"'])
+    assert (rate, words) == (2 / 6, 6)
+    rate, words = train_tokenizer.unk_rate(tokenizer, ["the cat.", "zebra zebra, sat"])
+    assert (rate, words) == (2 / 5, 5)
+    assert train_tokenizer.unk_rate(tokenizer, ["...!"]) == (0.0, 0)
+
+
+def write_stories(path, stories):
+    return str(corpus.write_txt(path, stories))
+
+
+def test_held_out_stories_are_the_last_ones_and_their_unk_rate_is_exact(tmp_path, capsys):
+    stories = [f"Lily saw a cat number {i}." for i in range(8)] + ["Lily saw a zebra!", "The zebra saw a cat, wow."]
+    data = write_stories(tmp_path / "s.txt", stories)
+    run_main(train_tokenizer, [f"--dataset={data}", f"--tokenizer_dir={tmp_path / 'tok'}", "--held_out=0.2"])
+    out = capsys.readouterr().out
+    assert "read 8 stories, 48 words" in out
+    # held out: "lily saw a zebra" + "the zebra saw a cat wow": 10 words, unknown: zebra, the, zebra, wow
+    assert "[UNK] rate on 2 held-out stories: 40.00% of 10 words" in out
+    vocab = AutoTokenizer.from_pretrained(tmp_path / "tok").get_vocab()
+    assert "number" in vocab and "zebra" not in vocab and "wow" not in vocab
+
+
+def test_max_stories_reads_only_the_first_ones(tmp_path, capsys):
+    data = write_stories(tmp_path / "s.txt", ["Lily saw a cat.", "Tom saw a dog.", "Sue saw a zebra."])
+    run_main(train_tokenizer, [f"--dataset={data}", f"--tokenizer_dir={tmp_path}", "--held_out=0",
+                               "--max_stories=2"])
+    assert "read 2 stories, 8 words" in capsys.readouterr().out
+    vocab = AutoTokenizer.from_pretrained(tmp_path).get_vocab()
+    assert {"lily", "tom", "cat", "dog"} <= set(vocab) and "sue" not in vocab and "zebra" not in vocab
+
+
+def test_min_frequency_drops_rare_words(tmp_path):
+    data = write_stories(tmp_path / "s.txt", ["Lily saw a cat.", "Lily saw a dog.", "Lily saw a cat!"])
+    run_main(train_tokenizer, [f"--dataset={data}", f"--tokenizer_dir={tmp_path}", "--held_out=0",
+                               "--min_frequency=2"])
+    vocab = AutoTokenizer.from_pretrained(tmp_path).get_vocab()
+    assert {"lily", "saw", "a", "cat", "."} <= set(vocab) and "dog" not in vocab and "!" not in vocab
+
+
+def test_lowercase_false_keeps_case(tmp_path):
+    data = write_stories(tmp_path / "s.txt", ["Lily saw lily.", "Lily saw a cat."])
+    run_main(train_tokenizer, [f"--dataset={data}", f"--tokenizer_dir={tmp_path / 'cased'}", "--held_out=0",
+                               "--lowercase=false"])
+    cased = AutoTokenizer.from_pretrained(tmp_path / "cased")
+    assert {"Lily", "lily"} <= set(cased.get_vocab())
+    assert cased.convert_ids_to_tokens(cased("Lily saw lily")["input_ids"]) == ["Lily", "saw", "lily"]
+    run_main(train_tokenizer, [f"--dataset={data}", f"--tokenizer_dir={tmp_path / 'folded'}", "--held_out=0"])
+    folded = AutoTokenizer.from_pretrained(tmp_path / "folded")
+    assert "Lily" not in folded.get_vocab()
+    assert folded.convert_ids_to_tokens(folded("Lily saw LILY")["input_ids"]) == ["lily", "saw", "lily"]
+
+
+def test_vocab_size_caps_the_vocabulary_at_the_most_frequent_words(tmp_path):
+    data = write_stories(tmp_path / "s.txt", ["a a a a b b b c c d."])
+    run_main(train_tokenizer, [f"--dataset={data}", f"--tokenizer_dir={tmp_path}", "--held_out=0",
+                               "--vocab_size=6"])
+    vocab = AutoTokenizer.from_pretrained(tmp_path).get_vocab()
+    assert len(vocab) == 6 and {"a", "b", "c"} <= set(vocab) and "d" not in vocab

@@ -1,4 +1,5 @@
 import json
+import math
 import os
 import subprocess
 import sys
@@ -8,7 +9,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, pipeline
 
 import train_model
 import training
-from common import UserError, load_stories
+from common import UserError, load_stories, pick_device
 from conftest import ROOT, TINY_MODEL, run_main
 
 
@@ -24,15 +25,17 @@ def test_loss_falls_and_run_is_recorded(model_dir):
     assert losses[-1] < losses[0] - 1.0
     assert len(evals) >= 3 and evals[-1] < evals[0]
     assert metrics["steps"] == 60 and metrics["tokens_seen"] == 60 * 8 * 32
-    assert metrics["tokens_per_second"] > 0 and metrics["device"].startswith("cpu")
+    assert metrics["tokens_per_second"] > 0 and metrics["device"] == f"{pick_device()} x 1"
     assert metrics["parameters"] > metrics["non_embedding_parameters"] > 0
+    assert metrics["valid_loss"] == evals[-1] and metrics["valid_perplexity"] == pytest.approx(math.exp(evals[-1]))
+    assert metrics["train_loss"] == pytest.approx(sum(losses) / len(losses), rel=0.2)  # the mean over the run
     assert (model_dir / "loss_curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_saved_folder_loads_through_the_auto_classes_and_pipeline(model_dir):
     model = AutoModelForCausalLM.from_pretrained(model_dir)
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    assert model.config.vocab_size == len(tokenizer)
+    assert model.config.vocab_size == len(tokenizer) and model.config.use_cache is True
     assert model.config.eos_token_id == tokenizer.eos_token_id and model.config.pad_token_id == tokenizer.pad_token_id
     generator = pipeline("text-generation", model=str(model_dir))
     text = generator("once upon a time", max_new_tokens=5, do_sample=False)[0]["generated_text"]
@@ -51,17 +54,148 @@ def test_packing_makes_full_blocks_with_endoftext_between_stories(corpus_file, t
     assert tokenizer.pad_token_id not in flat and flat.count(tokenizer.eos_token_id) >= 29
 
 
-def test_second_run_resumes_from_the_checkpoint(corpus_file, tokenizer_dir, tmp_path, capsys):
+def logged_steps(monkeypatch):
+    """The global step at each training-loss log of the Trainer, as a list that fills while it runs."""
+    import transformers
+    steps, log = [], transformers.Trainer.log
+
+    def recording_log(self, logs, *args, **kwargs):
+        if "loss" in logs:
+            steps.append(self.state.global_step)
+        return log(self, logs, *args, **kwargs)
+
+    monkeypatch.setattr(transformers.Trainer, "log", recording_log)
+    return steps
+
+
+def loss_rows(checkpoint):
+    state = json.loads((checkpoint / "trainer_state.json").read_text())
+    return [row for row in state["log_history"] if "loss" in row]
+
+
+def test_second_run_resumes_from_the_checkpoint(corpus_file, tokenizer_dir, tmp_path, capsys, monkeypatch):
+    steps = logged_steps(monkeypatch)
     train(corpus_file, tokenizer_dir, tmp_path, "--max_steps=4", "--eval_steps=2", "--logging_steps=1")
-    assert (tmp_path / "checkpoint-4").is_dir()
+    assert steps == [1, 2, 3, 4]
+    first_run = loss_rows(tmp_path / "checkpoint-4")
     capsys.readouterr()
+    steps.clear()
     train(corpus_file, tokenizer_dir, tmp_path, "--max_steps=6", "--eval_steps=2", "--logging_steps=1")
     out = capsys.readouterr().out
     assert f"resuming from {tmp_path / 'checkpoint-4'}" in out
-    state = json.loads((tmp_path / "checkpoint-6" / "trainer_state.json").read_text())
-    steps = [row["step"] for row in state["log_history"] if "loss" in row]
-    assert state["global_step"] == 6 and steps == [1, 2, 3, 4, 5, 6]  # continued, not restarted
+    assert steps == [5, 6]  # only the new steps ran: a fresh 6-step run would log 1-6
+    rows = loss_rows(tmp_path / "checkpoint-6")
+    assert [row["step"] for row in rows] == [1, 2, 3, 4, 5, 6]
+    # steps 1-4 are the first run's, learning rate and all (a fresh 6-step run has another schedule)
+    assert rows[:4] == first_run
     assert json.loads((tmp_path / "metrics.json").read_text())["steps"] == 6
+
+
+def test_valid_dataset_is_the_set_evaluated(corpus_file, tokenizer_dir, tmp_path, capsys):
+    import corpus
+    import torch
+    valid_file = corpus.write_txt(tmp_path / "valid.txt", corpus.stories(30, seed=7))
+    model_dir = tmp_path / "model"
+    train(corpus_file, tokenizer_dir, model_dir, f"--valid_dataset={valid_file}", "--max_steps=2", "--eval_steps=2")
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
+    train_blocks = training.tokenize_and_pack(load_stories(str(corpus_file)), tokenizer, 32, None)
+    valid_blocks = training.tokenize_and_pack(load_stories(str(valid_file)), tokenizer, 32, None)
+    # all of DATASET trains (nothing held out of it) and VALID_DATASET's blocks are evaluated
+    assert (f"data: {len(train_blocks):,} training blocks and {len(valid_blocks):,} validation blocks"
+            in capsys.readouterr().out)
+    model = AutoModelForCausalLM.from_pretrained(model_dir).eval()
+    with torch.no_grad():
+        losses = [model(input_ids=valid_blocks[i:i + 8]["input_ids"], labels=valid_blocks[i:i + 8]["input_ids"]).loss
+                  for i in range(0, len(valid_blocks), 8)]
+    sizes = [len(valid_blocks[i:i + 8]["input_ids"]) for i in range(0, len(valid_blocks), 8)]
+    expected = sum(float(loss) * size for loss, size in zip(losses, sizes)) / sum(sizes)
+    metrics = json.loads((model_dir / "metrics.json").read_text())
+    assert metrics["valid_loss"] == pytest.approx(expected, rel=1e-4)
+
+
+def test_load_splits_holds_out_a_slice_or_takes_the_validation_set(tmp_path):
+    import corpus
+    data = corpus.write_txt(tmp_path / "train.txt", [f"Story number {i}." for i in range(50)])
+    train_set, valid_set = training.load_splits(str(data), "", valid_fraction=0.1, seed=3)
+    assert len(valid_set) == 5 and len(train_set) == 45
+    assert sorted(list(train_set["text"]) + list(valid_set["text"])) == sorted(f"Story number {i}." for i in range(50))
+    again = training.load_splits(str(data), "", valid_fraction=0.1, seed=3)
+    assert list(again[1]["text"]) == list(valid_set["text"])  # the seed fixes the slice
+    other = corpus.write_txt(tmp_path / "valid.txt", ["Other one.", "Other two."])
+    train_set, valid_set = training.load_splits(str(data), str(other), valid_fraction=0.1)
+    assert len(train_set) == 50 and list(valid_set["text"]) == ["Other one.", "Other two."]
+    for fraction in (0, 1):
+        with pytest.raises(ValueError, match="between 0 and 1"):
+            training.load_splits(str(data), "", valid_fraction=fraction)
+
+
+def test_tokenizing_again_is_a_cache_hit(corpus_file, tokenizer_dir):
+    from pathlib import Path
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
+    stories = load_stories(str(corpus_file)).select(range(50))
+    first = training.tokenize_and_pack(stories, tokenizer, 19, None)
+    folder = Path(first.cache_files[0]["filename"]).parent
+    files = {path: path.stat().st_mtime_ns for path in folder.glob("*.arrow")}
+    second = training.tokenize_and_pack(load_stories(str(corpus_file)).select(range(50)), tokenizer, 19, None)
+    assert second.cache_files == first.cache_files  # read from the first run's file...
+    assert {path: path.stat().st_mtime_ns for path in folder.glob("*.arrow")} == files  # ...and nothing written
+    assert [row.tolist() for row in second["input_ids"]] == [row.tolist() for row in first["input_ids"]]
+    other = training.tokenize_and_pack(stories, tokenizer, 23, None)  # another block size: packed anew
+    assert other.cache_files != first.cache_files and len(other[0]["input_ids"]) == 23
+
+
+def test_every_setting_reaches_the_trainer_and_the_model(corpus_file, tokenizer_dir, tmp_path, monkeypatch):
+    import transformers
+    seen = {}
+
+    class Captured(Exception):
+        pass
+
+    class FakeTrainer:
+        def __init__(self, model, args, train_dataset, eval_dataset, **kwargs):
+            seen.update(model=model, args=args, train=train_dataset, valid=eval_dataset)
+            raise Captured
+
+    load_splits, pack = training.load_splits, training.tokenize_and_pack
+
+    def recording_load_splits(*args):
+        seen["splits"] = args
+        return load_splits(*args)
+
+    def recording_pack(dataset, tokenizer, context_length, num_proc):
+        seen["num_proc"] = num_proc
+        return pack(dataset, tokenizer, context_length, num_proc)
+
+    monkeypatch.setattr(transformers, "Trainer", FakeTrainer)
+    monkeypatch.setattr(training, "load_splits", recording_load_splits)
+    monkeypatch.setattr(training, "tokenize_and_pack", recording_pack)
+    with pytest.raises(Captured):
+        run_main(train_model, [
+            f"--dataset={corpus_file}", f"--tokenizer_dir={tokenizer_dir}", f"--model_dir={tmp_path}",
+            "--context_length=24", "--n_layer=3", "--n_head=4", "--n_embd=40", "--dropout=0.15",
+            "--batch_size=5", "--gradient_accumulation=3", "--learning_rate=0.0123", "--warmup=0.07",
+            "--weight_decay=0.031", "--max_grad_norm=0.7", "--num_epochs=2.5", "--max_steps=17",
+            "--eval_steps=6", "--save_total_limit=2", "--logging_steps=4", "--compile=true", "--num_proc=1",
+            "--dataloader_workers=2", "--seed=123", "--valid_fraction=0.25"])
+    args, config = seen["args"], seen["model"].config
+    assert (config.n_positions, config.n_layer, config.n_head, config.n_embd) == (24, 3, 4, 40)
+    assert config.resid_pdrop == config.embd_pdrop == config.attn_pdrop == 0.15
+    assert config.vocab_size == len(AutoTokenizer.from_pretrained(tokenizer_dir))
+    assert (args.per_device_train_batch_size, args.per_device_eval_batch_size, args.gradient_accumulation_steps) == (5, 5, 3)
+    assert (args.learning_rate, args.warmup_steps, args.weight_decay, args.max_grad_norm) == (0.0123, 0.07, 0.031, 0.7)
+    assert (args.num_train_epochs, args.max_steps, args.eval_steps, args.save_steps) == (2.5, 17, 6, 6)
+    assert (args.save_total_limit, args.logging_steps, args.seed, args.output_dir) == (2, 4, 123, str(tmp_path))
+    assert args.torch_compile is True and args.dataloader_num_workers == 2
+    assert seen["splits"] == (str(corpus_file), "", 0.25, 123) and seen["num_proc"] == 1
+    assert len(seen["train"][0]["input_ids"]) == 24
+    assert len(seen["valid"]) < len(seen["train"]) / 2  # a quarter of the stories, held out
+    seen.clear()
+    with pytest.raises(Captured):  # the defaults: no compiling; loader processes only where a GPU waits
+        run_main(train_model, [f"--dataset={corpus_file}", f"--tokenizer_dir={tokenizer_dir}",
+                               f"--model_dir={tmp_path}", *TINY_MODEL])
+    args = seen["args"]
+    assert args.torch_compile is False and args.max_steps == -1 and args.num_train_epochs == 1.0
+    assert args.dataloader_num_workers == (4 if pick_device() == "cuda" else 0)
 
 
 def test_incompatible_model_folder_is_a_clear_error(corpus_file, tokenizer_dir, tmp_path):
@@ -84,14 +218,19 @@ def test_missing_tokenizer_says_which_script_to_run(corpus_file, tmp_path):
 
 
 def test_two_process_torchrun(corpus_file, tokenizer_dir, tmp_path):
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    import torch
+    # two GPUs if there are two, else two CPU processes (one GPU cannot hold two ranks' devices)
+    device = "cuda" if torch.cuda.device_count() >= 2 else "cpu"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", **({} if device == "cuda" else {"CUDA_VISIBLE_DEVICES": ""})}
+    # --standalone: the rendezvous binds a port the OS picks as free (no fixed port that another run
+    # on the same machine may hold) and the ranks meet through the agent's own store
     result = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29517",
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
          "train_model.py", f"--dataset={corpus_file}", f"--tokenizer_dir={tokenizer_dir}",
          f"--model_dir={tmp_path}", *TINY_MODEL, "--max_steps=4", "--eval_steps=2"],
-        cwd=ROOT, capture_output=True, text=True, env=env, timeout=300)
+        cwd=ROOT, capture_output=True, text=True, env=env, timeout=280)
     assert result.returncode == 0, result.stderr[-3000:]
-    assert "device: cpu x 2" in result.stdout
+    assert f"device: {device} x 2" in result.stdout
     assert result.stdout.count("saved model, tokenizer") == 1  # only rank 0 saves and reports
     assert AutoModelForCausalLM.from_pretrained(tmp_path).config.n_embd == 32
     assert json.loads((tmp_path / "metrics.json").read_text())["tokens_seen"] == 4 * 2 * 8 * 32
@@ -135,8 +274,36 @@ def test_training_arguments_are_built_once_with_shares_of_the_run(tmp_path):
     assert (args.eval_steps, args.save_steps, args.logging_steps) == (0.2, 0.2, 0.02)  # 5 evals, ~50 logs
     assert (args.max_steps, args.per_device_train_batch_size, args.learning_rate) == (50, 8, 1e-3)
     assert not args.bf16 and not args.fp16 and args.prediction_loss_only
+    assert (args.adam_beta2, args.lr_scheduler_type, args.weight_decay, args.max_grad_norm) == (0.95, "cosine", 0.1, 1.0)
+    assert args.use_cpu and args.seed == 42 and args.warmup_steps == 0.02 and args.save_total_limit == 3
     args = training.training_arguments(tmp_path, device="cpu", batch_size=8, learning_rate=1e-3, eval_steps=7,
                                        logging_steps=3)
     assert (args.eval_steps, args.save_steps, args.logging_steps, args.max_steps) == (7, 7, 3, -1)
     args = training.training_arguments(tmp_path, device="cpu", batch_size=8, learning_rate=1e-3, checkpoints=False)
     assert args.save_strategy == "no" and args.eval_strategy == "no"
+
+
+def test_collate_blocks_makes_the_labels_the_inputs():
+    import torch
+    rows = [{"input_ids": torch.tensor([5, 6, 7])}, {"input_ids": torch.tensor([8, 9, 10])}]
+    batch = training.collate_blocks(rows)
+    assert batch["input_ids"].tolist() == [[5, 6, 7], [8, 9, 10]] and torch.equal(batch["labels"], batch["input_ids"])
+
+
+@pytest.mark.parametrize("key, value", [("vocab_size", 999), ("n_positions", 64), ("n_embd", 48), ("n_layer", 3),
+                                        ("n_head", 4)])
+def test_any_architecture_change_blocks_resuming(tmp_path, key, value):
+    model = training.build_model(1000, context_length=32, n_embd=32, n_layer=1, n_head=2)
+    model.config.save_pretrained(tmp_path)
+    training.check_resumable(tmp_path, model)  # the same settings: fine
+    saved = json.loads((tmp_path / "config.json").read_text())
+    (tmp_path / "config.json").write_text(json.dumps({**saved, key: value}))
+    with pytest.raises(ValueError, match=f"{key} {value} \\(now {getattr(model.config, key)}\\)"):
+        training.check_resumable(tmp_path, model)
+
+
+def test_load_splits_needs_two_stories_to_hold_one_out(tmp_path):
+    import corpus
+    data = corpus.write_txt(tmp_path / "one.txt", ["Only one story."])
+    with pytest.raises(ValueError, match="too few stories"):
+        training.load_splits(str(data), "", valid_fraction=0.5)

@@ -1,0 +1,85 @@
+"""common.token_nll and pilish.nll_per_word against cross-entropy computed directly, in one pass."""
+
+import pytest
+import torch
+from transformers import GPT2Config, GPT2LMHeadModel
+
+from common import token_nll
+
+VOCAB = 50
+
+
+def tiny_gpt2(n_layer, n_positions=64, seed=0):
+    torch.manual_seed(seed)
+    config = GPT2Config(vocab_size=VOCAB, n_positions=n_positions, n_embd=16, n_layer=n_layer, n_head=2)
+    return GPT2LMHeadModel(config).eval()
+
+
+def direct_nll(model, ids):
+    """NLL of ids[1:] from one forward pass over all of ids, written out by hand."""
+    with torch.no_grad():
+        logits = model(torch.tensor([ids])).logits[0]
+    log_probs = logits.log_softmax(dim=-1)
+    return torch.stack([-log_probs[i, ids[i + 1]] for i in range(len(ids) - 1)])
+
+
+def random_ids(count, seed=1):
+    generator = torch.Generator().manual_seed(seed)
+    return torch.randint(0, VOCAB, (count,), generator=generator).tolist()
+
+
+def test_short_text_is_one_direct_pass():
+    model = tiny_gpt2(n_layer=1)
+    ids = random_ids(12)
+    losses = token_nll(model, ids)
+    assert losses.shape == (11,)
+    assert torch.allclose(losses, direct_nll(model, ids), atol=1e-5)
+
+
+def test_sliding_windows_score_every_token_once_and_in_place():
+    # No blocks and no position embedding: each prediction depends on the current token alone, so
+    # whatever the windows, every token's NLL must equal the single-pass one at the same place.
+    model = tiny_gpt2(n_layer=0)
+    with torch.no_grad():
+        model.transformer.wpe.weight.zero_()
+    ids = random_ids(45)
+    losses = token_nll(model, ids, context_length=8)
+    assert losses.shape == (44,)
+    assert torch.allclose(losses, direct_nll(model, ids), atol=1e-5)
+
+
+@pytest.mark.parametrize("length, context", [(40, 16), (17, 16), (16, 16), (30, 5)])
+def test_each_window_token_sees_at_least_half_a_context(length, context):
+    """With attention, token i's NLL is that of one pass over a window ending at i that holds at least
+    half a context before it (or all the text there is)."""
+    model = tiny_gpt2(n_layer=1)
+    ids = random_ids(length, seed=length)
+    losses = token_nll(model, ids, context_length=context)
+    assert losses.shape == (length - 1,)
+    # one pass from each start predicts every later token from that start on (causal attention)
+    from_start = [direct_nll(model, ids[start:]) for start in range(length - 1)]
+    for i in range(1, length):
+        earliest, latest = max(0, i + 1 - context), max(0, i - context // 2)
+        candidates = [from_start[start][i - start - 1] for start in range(earliest, latest + 1)]
+        assert any(torch.isclose(losses[i - 1], c, atol=1e-5) for c in candidates), f"token {i}"
+    if length <= context:
+        assert torch.allclose(losses, direct_nll(model, ids), atol=1e-5)
+
+
+def test_nll_per_word_is_the_mean_over_words_after_the_prompt(model_dir):
+    import pilish
+    from common import load_model
+    model, tokenizer = load_model(model_dir, device="cpu")
+    prompt = tokenizer.convert_tokens_to_ids(["tom", ",", "a"])
+    ids = tokenizer.convert_tokens_to_ids(["ball", ",", "said", "lily", "."])
+    everything = [tokenizer.eos_token_id, *prompt, *ids]
+    expected = float(direct_nll(model, everything)[-len(ids):].sum()) / 3  # ball, said, lily
+    assert pilish.nll_per_word(model, tokenizer, ids, prompt) == pytest.approx(expected, rel=1e-5)
+    assert pilish.nll_per_word(model, tokenizer, []) == 0.0
+
+
+def test_load_model_is_ready_to_generate(model_dir):
+    from common import load_model
+    model, tokenizer = load_model(model_dir, device="cpu")
+    assert not model.training and model.config.use_cache is True and model.device.type == "cpu"
+    assert model.config.vocab_size == len(tokenizer) and tokenizer.eos_token == "<|endoftext|>"
