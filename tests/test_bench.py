@@ -60,11 +60,14 @@ def test_generate_speed(bench_module, model_dir, capsys):
 
 def test_quality(bench_module, model_dir, corpus_file, capsys):
     module = bench_module("quality")
-    run_main(module, [f"--model_dir={model_dir}", f"--valid_file={corpus_file}", "--num_digits=20",
-                      "--num_seeds=1", "--num_beams=2", "--free_tokens=20", "--valid_words=50", "--record=false"])
+    run_main(module, [f"--model_dir={model_dir}", f"--train_file={corpus_file}", f"--valid_file={corpus_file}",
+                      "--num_digits=20", "--long_digits=40", "--num_seeds=1", "--num_beams=2", "--free_tokens=20",
+                      "--valid_words=50", "--record=false"])
     out = capsys.readouterr().out
-    pilish_rows = [line for line in out.splitlines() if line.startswith("Pilish")]
-    assert len(pilish_rows) == 5 and all("✓ 1/1" in row for row in pilish_rows), out
+    table = out[out.index("\nsetting "):]  # the plain-text table, after any progress lines
+    pilish_rows = [line for line in table.splitlines() if line.startswith("Pilish")]
+    # beam and sample, before and after issue 11's settings, at 20 and 40 digits: every text exact
+    assert len(pilish_rows) == 8 and all("✓ 1/1" in row for row in pilish_rows), out
     assert re.search(r"\[UNK\] rate of stories\.txt's words: 0\.00% of [\d,]+", out)
     assert "(not recorded: --record=false)" in out
 

@@ -70,8 +70,8 @@ def test_nll_per_word_is_the_mean_over_words_after_the_prompt(model_dir):
     import pilish
     from common import load_model
     model, tokenizer = load_model(model_dir, device="cpu")
-    prompt = tokenizer.convert_tokens_to_ids(["tom", ",", "a"])
-    ids = tokenizer.convert_tokens_to_ids(["ball", ",", "said", "lily", "."])
+    prompt = tokenizer.convert_tokens_to_ids(["▁tom", ",", "▁a"])
+    ids = tokenizer.convert_tokens_to_ids(["▁ball", ",", "▁said", "▁lily", "."])
     everything = [tokenizer.eos_token_id, *prompt, *ids]
     expected = float(direct_nll(model, everything)[-len(ids):].sum()) / 3  # ball, said, lily
     assert pilish.nll_per_word(model, tokenizer, ids, prompt) == pytest.approx(expected, rel=1e-5)

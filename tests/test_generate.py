@@ -149,9 +149,9 @@ def test_prompts_follow_an_endoftext_and_are_left_padded(model_dir):
     model, tokenizer = load_model(model_dir, device="cpu")
     batch = generate.encode_prompts(tokenizer, ["tom saw a cat", "once"], "cpu")
     eot, pad = tokenizer.eos_token_id, tokenizer.pad_token_id
-    long_ids = tokenizer.convert_tokens_to_ids(["tom", "saw", "a", "cat"])
+    long_ids = tokenizer.convert_tokens_to_ids(["▁tom", "▁saw", "▁a", "▁cat"])
     assert batch["input_ids"][0].tolist() == [eot, *long_ids]
-    assert batch["input_ids"][1].tolist() == [pad, pad, pad, eot, tokenizer.convert_tokens_to_ids("once")]
+    assert batch["input_ids"][1].tolist() == [pad, pad, pad, eot, tokenizer.convert_tokens_to_ids("▁once")]
     assert batch["attention_mask"].tolist() == [[1] * 5, [0, 0, 0, 1, 1]]
 
 

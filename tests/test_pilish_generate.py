@@ -152,7 +152,7 @@ def test_topic_is_read_first_but_spells_no_digits_and_is_not_printed(model_dir):
     topic = "The dog ran to the kitchen."
     about_a_dog = pilish.write(model, tokenizer, digits, topic=topic, **settings)
     assert about_a_dog.verification.ok and about_a_dog.topic_ids == tokenizer.convert_tokens_to_ids(
-        ["the", "dog", "ran", "to", "the", "kitchen", "."])
+        ["▁the", "▁dog", "▁ran", "▁to", "▁the", "▁kitchen", "."])
     assert about_a_dog.ids != plain.ids  # the topic changes what is written
     generated_words = [w for w in tokenizer.convert_ids_to_tokens(about_a_dog.ids) if letters_in(w)]
     assert [letters_in(w) % 10 for w in generated_words] == [int(d) for d in digits]  # the topic spells none
@@ -161,7 +161,7 @@ def test_topic_is_read_first_but_spells_no_digits_and_is_not_printed(model_dir):
 
 def test_topic_stays_pinned_through_the_sliding_window(model_dir, monkeypatch):
     model, tokenizer = load_model(model_dir)
-    topic_ids = tokenizer.convert_tokens_to_ids(["the", "dog", "ran", "."])
+    topic_ids = tokenizer.convert_tokens_to_ids(["▁the", "▁dog", "▁ran", "."])
     windows = []
     original = model.generate
 
@@ -241,15 +241,19 @@ def test_beam_settings_reach_write_and_generate(model_dir, monkeypatch, capsys):
     writes, generates = spy(monkeypatch, model_dir)
     run_main(pilish_generate, [f"--model_dir={model_dir}", "--num_digits=12", "--num_beams=3",
                                "--no_repeat_ngram_size=4", "--repetition_penalty=1.4", "--rules=standard",
-                               "--punctuation_lookahead=false", "--context_length=20", "--prompt=Tom, a"])
+                               "--punctuation_lookahead=false", "--context_length=20", "--prompt=Tom, a",
+                               "--topic=A dog.", "--no_repeat_words=4", "--no_immediate_repeat=false",
+                               "--bigram_bonus=1.5", "--trigram_bonus=0.5"])
     assert "✓ 12/12 digits of pi" in capsys.readouterr().out
     (write,) = writes
-    assert (write["rules"], write["prompt"], write["window"]) == ("standard", "Tom, a", 20)
+    assert (write["rules"], write["prompt"], write["window"], write["topic"]) == ("standard", "Tom, a", 20, "A dog.")
+    assert (write["no_repeat_words"], write["no_immediate_repeat"], write["bigram_bonus"],
+            write["trigram_bonus"]) == (4, False, 1.5, 0.5)
     assert write["allow_punctuation"] is True and write["punctuation_lookahead"] is False
     for call in generates:
         assert (call["num_beams"], call["do_sample"], call["no_repeat_ngram_size"], call["repetition_penalty"]) == (
             3, False, 4, 1.4)
-        (processor,) = call["logits_processor"]
+        processor = call["logits_processor"][-1]  # the Pilish mask comes last (after the fluency rules)
         assert processor.rules == "standard" and processor.punctuation_lookahead is False
         assert call["attention_mask"].shape[1] <= 20 - 20 // 4  # the window: 3/4 of CONTEXT_LENGTH
     assert len(generates) >= 1
@@ -265,7 +269,7 @@ def test_sampling_settings_reach_generate(model_dir, monkeypatch, capsys):
     for call in generates:
         assert (call["do_sample"], call["temperature"], call["top_k"], call["top_p"]) == (True, 0.6, 5, 0.8)
         assert call["no_repeat_ngram_size"] is None and call["repetition_penalty"] is None
-        assert "num_beams" not in call and call["logits_processor"][0].allow_punctuation is False
+        assert "num_beams" not in call and call["logits_processor"][-1].allow_punctuation is False
 
 
 def test_check_file_uses_the_rules_and_digits_asked_for(tmp_path, capsys):

@@ -178,6 +178,17 @@ def write_stories(path, stories):
     return str(corpus.write_txt(path, stories))
 
 
+def words_in(tokenizer):
+    """The vocabulary's entries as text, without the space mark (a word "▁lily" reads "lily")."""
+    from pilish import token_text
+    return {token_text(token) for token in tokenizer.get_vocab()}
+
+
+def tokens_of(tokenizer, text):
+    from pilish import token_text
+    return [token_text(token) for token in tokenizer.convert_ids_to_tokens(tokenizer(text)["input_ids"])]
+
+
 def test_held_out_stories_are_the_last_ones_and_their_unk_rate_is_exact(tmp_path, capsys):
     stories = [f"Lily saw a cat number {i}." for i in range(8)] + ["Lily saw a zebra!", "The zebra saw a cat, wow."]
     data = write_stories(tmp_path / "s.txt", stories)
@@ -186,7 +197,7 @@ def test_held_out_stories_are_the_last_ones_and_their_unk_rate_is_exact(tmp_path
     assert "read 8 stories, 48 words" in out
     # held out: "lily saw a zebra" + "the zebra saw a cat wow": 10 words, unknown: zebra, the, zebra, wow
     assert "[UNK] rate on 2 held-out stories: 40.00% of 10 words" in out
-    vocab = AutoTokenizer.from_pretrained(tmp_path / "tok").get_vocab()
+    vocab = words_in(AutoTokenizer.from_pretrained(tmp_path / "tok"))
     assert "number" in vocab and "zebra" not in vocab and "wow" not in vocab
 
 
@@ -195,16 +206,16 @@ def test_max_stories_reads_only_the_first_ones(tmp_path, capsys):
     run_main(train_tokenizer, [f"--dataset={data}", f"--tokenizer_dir={tmp_path}", "--held_out=0",
                                "--max_stories=2"])
     assert "read 2 stories, 8 words" in capsys.readouterr().out
-    vocab = AutoTokenizer.from_pretrained(tmp_path).get_vocab()
-    assert {"lily", "tom", "cat", "dog"} <= set(vocab) and "sue" not in vocab and "zebra" not in vocab
+    vocab = words_in(AutoTokenizer.from_pretrained(tmp_path))
+    assert {"lily", "tom", "cat", "dog"} <= vocab and "sue" not in vocab and "zebra" not in vocab
 
 
 def test_min_frequency_drops_rare_words(tmp_path):
     data = write_stories(tmp_path / "s.txt", ["Lily saw a cat.", "Lily saw a dog.", "Lily saw a cat!"])
     run_main(train_tokenizer, [f"--dataset={data}", f"--tokenizer_dir={tmp_path}", "--held_out=0",
                                "--min_frequency=2"])
-    vocab = AutoTokenizer.from_pretrained(tmp_path).get_vocab()
-    assert {"lily", "saw", "a", "cat", "."} <= set(vocab) and "dog" not in vocab and "!" not in vocab
+    vocab = words_in(AutoTokenizer.from_pretrained(tmp_path))
+    assert {"lily", "saw", "a", "cat", "."} <= vocab and "dog" not in vocab and "!" not in vocab
 
 
 def test_lowercase_false_keeps_case(tmp_path):
@@ -212,17 +223,17 @@ def test_lowercase_false_keeps_case(tmp_path):
     run_main(train_tokenizer, [f"--dataset={data}", f"--tokenizer_dir={tmp_path / 'cased'}", "--held_out=0",
                                "--lowercase=false"])
     cased = AutoTokenizer.from_pretrained(tmp_path / "cased")
-    assert {"Lily", "lily"} <= set(cased.get_vocab())
-    assert cased.convert_ids_to_tokens(cased("Lily saw lily")["input_ids"]) == ["Lily", "saw", "lily"]
+    assert {"Lily", "lily"} <= words_in(cased)
+    assert tokens_of(cased, "Lily saw lily") == ["Lily", "saw", "lily"]
     run_main(train_tokenizer, [f"--dataset={data}", f"--tokenizer_dir={tmp_path / 'folded'}", "--held_out=0"])
     folded = AutoTokenizer.from_pretrained(tmp_path / "folded")
-    assert "Lily" not in folded.get_vocab()
-    assert folded.convert_ids_to_tokens(folded("Lily saw LILY")["input_ids"]) == ["lily", "saw", "lily"]
+    assert "Lily" not in words_in(folded)
+    assert tokens_of(folded, "Lily saw LILY") == ["lily", "saw", "lily"]
 
 
 def test_vocab_size_caps_the_vocabulary_at_the_most_frequent_words(tmp_path):
     data = write_stories(tmp_path / "s.txt", ["a a a a b b b c c d."])
     run_main(train_tokenizer, [f"--dataset={data}", f"--tokenizer_dir={tmp_path}", "--held_out=0",
                                "--vocab_size=6"])
-    vocab = AutoTokenizer.from_pretrained(tmp_path).get_vocab()
-    assert len(vocab) == 6 and {"a", "b", "c"} <= set(vocab) and "d" not in vocab
+    vocab = words_in(AutoTokenizer.from_pretrained(tmp_path))
+    assert len(vocab) == 6 and {"a", "b", "c"} <= vocab and "d" not in vocab
