@@ -33,6 +33,8 @@ EVAL_STEPS = 0  # evaluate and checkpoint every N steps (0 = five times per run)
 SAVE_TOTAL_LIMIT = 3  # checkpoints kept in MODEL_DIR
 LOGGING_STEPS = 0  # log the training loss every N steps (0 = about 50 times per run)
 COMPILE = False  # torch.compile the model (faster on a GPU after a minute of compiling)
+FUSED_LOSS = True  # loss from the hidden states a chunk of tokens at a time, never the full logits (lm_loss.py)
+LOSS_CHUNK_SIZE = 0  # tokens per chunk of that loss (0 = 256 on a CPU, 4096 on a GPU)
 NUM_PROC = 0  # processes for tokenizing (0 = one per CPU core for large data, else 1)
 DATALOADER_WORKERS = -1  # processes reading batches ahead (-1 = 4 on a GPU, so it never waits; 0 on a CPU)
 SEED = 42  # same seed, same data order and initial weights
@@ -44,7 +46,7 @@ import signal
 import time
 from pathlib import Path
 
-from common import UserError, load_stories, load_tokenizer, pick_device, run_script
+from common import UserError, load_stories, load_tokenizer, peak_memory, pick_device, run_script
 
 # settings that must match for a checkpoint in MODEL_DIR to be resumed
 ARCHITECTURE_KEYS = ("vocab_size", "n_positions", "n_embd", "n_layer", "n_head")
@@ -226,6 +228,11 @@ def main(config):
     args.logging_steps = config.LOGGING_STEPS or max(1, min(args.eval_steps, total_steps // 50))
 
     model = build_model(config, tokenizer)
+    if config.FUSED_LOSS:  # a training-time detail: the model stays, and is saved as, a plain GPT2LMHeadModel
+        from lm_loss import default_chunk_size, use_chunked_loss
+        if config.LOSS_CHUNK_SIZE < 0:
+            raise UserError("LOSS_CHUNK_SIZE must be at least 1 (or 0 for the default)")
+        use_chunked_loss(model, config.LOSS_CHUNK_SIZE or default_chunk_size(device))
     total, non_embedding = count_parameters(model)
     log(f"data: {len(train_blocks):,} training blocks and {len(valid_blocks):,} validation blocks of "
         f"{config.CONTEXT_LENGTH} tokens (tokenized in {tokenize_seconds:.1f} s)")
@@ -257,6 +264,7 @@ def main(config):
     finally:
         signal.signal(signal.SIGINT, previous_handler)
     wall_seconds = time.perf_counter() - started
+    peak_bytes, peak_of = peak_memory(device)  # before evaluation and saving, which only add to it
 
     if guard.bad_loss_step is not None:
         raise UserError(f"the training loss became NaN or infinite by step {guard.bad_loss_step}; nothing was "
@@ -279,6 +287,7 @@ def main(config):
         "steps": trainer.state.global_step, "tokens_seen": trainer.state.global_step * block_tokens,
         "tokens_per_second": steps_this_run * block_tokens / wall_seconds if wall_seconds else None,
         "wall_seconds": wall_seconds, "tokenize_seconds": tokenize_seconds,
+        "peak_memory_bytes": peak_bytes, "peak_memory_of": peak_of,
         "train_loss": result.training_loss, "valid_loss": evaluation["eval_loss"],
         "valid_perplexity": math.exp(evaluation["eval_loss"]),
         "log_history": trainer.state.log_history,
@@ -286,7 +295,8 @@ def main(config):
     Path(config.MODEL_DIR, "metrics.json").write_text(json.dumps(metrics, indent=1))
     plot_loss_curve(trainer.state.log_history, Path(config.MODEL_DIR, "loss_curve.png"))
     log(f"validation loss {evaluation['eval_loss']:.3f} (perplexity {math.exp(evaluation['eval_loss']):.1f}); "
-        f"{metrics['tokens_per_second'] or 0:,.0f} tokens/s over {wall_seconds:.0f} s")
+        f"{metrics['tokens_per_second'] or 0:,.0f} tokens/s over {wall_seconds:.0f} s; peak {peak_of} "
+        f"{(peak_bytes or 0) / 2**30:.2f} GiB")
     log(f"saved model, tokenizer, metrics.json and loss_curve.png to {config.MODEL_DIR}/ -- "
         f"next: python generate.py --model_dir={config.MODEL_DIR}")
 
