@@ -20,9 +20,11 @@ IGNORE_INDEX = -100  # labels the loss skips, as in transformers and torch.nn.fu
 # Tokens per chunk. On a CPU, chunks whose logits and softmax about fit in the L3 cache (256 x
 # 30,000 x fp32 = 31 MB each) keep the softmax's passes out of main memory; much smaller chunks
 # make matmuls too small to split well between threads (bench/lm_loss_speed.py). A GPU wants
-# larger chunks to stay busy; 4,096 tokens x 30,000 words cost about 0.7 GB while they live.
+# larger chunks to stay busy: 2,048 tokens x 30,000 words cost 0.37 GB while they live (bf16
+# logits, then fp32 probabilities and their bf16 copy), a sixteenth of the 5.9 GB (16,384 tokens x
+# 30,000 x 12 bytes) that the stock loss makes for a batch of 64 x 256 tokens.
 CPU_CHUNK_SIZE = 256
-CUDA_CHUNK_SIZE = 4096
+CUDA_CHUNK_SIZE = 2048
 
 
 def default_chunk_size(device_type):
@@ -72,6 +74,7 @@ class ChunkedCrossEntropy(torch.autograd.Function):
                 top = logits.amax(dim=1, keepdim=True).float()
                 loss = top - logits.gather(1, safe).float() - probabilities.amax(dim=1, keepdim=True).log()
                 total += torch.where(keep, loss, 0.0).sum()
+                del logits  # only the probabilities are needed from here: one [chunk x vocabulary] fewer
                 if not wants_grad:
                     continue
                 # d loss / d logits = softmax - one-hot; an ignored token's row is left as it is

@@ -179,6 +179,13 @@ def peak_memory(fn, device):
     from torch.profiler import ProfilerActivity, profile
     with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as profiler:
         fn()
+    return profiled_peak(profiler)
+
+
+def profiled_peak(profiler):
+    """The highest level the CPU allocations and frees recorded by a finished
+    torch.profiler.profile(profile_memory=True) reach, counted from where it started."""
+    import torch
     changes = sorted((event.start_ns(), event.nbytes()) for event in profiler.profiler.kineto_results.events()
                      if event.name() == "[memory]" and event.device_type() == torch.autograd.DeviceType.CPU)
     level = highest = 0
