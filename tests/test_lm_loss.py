@@ -33,9 +33,10 @@ def packed_blocks(vocab_size, blocks=4, length=32, seed=1):
     return ids.to(DEVICE)
 
 
-def loss_and_gradients(model, ids, labels, **kwargs):
+def loss_and_gradients(model, ids, labels, autocast=None, **kwargs):
     model.zero_grad(set_to_none=True)
-    loss = model(input_ids=ids, labels=labels, **kwargs).loss
+    with torch.autocast(ids.device.type, dtype=autocast, enabled=autocast is not None):
+        loss = model(input_ids=ids, labels=labels, **kwargs).loss
     loss.backward()
     return loss.item(), {name: p.grad.clone() for name, p in model.named_parameters() if p.grad is not None}
 
@@ -62,6 +63,36 @@ def test_loss_and_gradients_match_the_stock_model(chunk_size, ignored):
         torch.testing.assert_close(grads[name], stock_grads[name], rtol=1e-4, atol=1e-6, msg=name)
     for name in grads:
         torch.testing.assert_close(grads[name], stock_grads[name], rtol=1e-4, atol=1e-6, msg=name)
+
+
+@pytest.mark.parametrize("device", ["cpu"] + (["cuda"] if torch.cuda.is_available() else []))
+def test_under_bf16_autocast_it_matches_the_stock_model_to_bf16_precision(device):
+    """The path train_model takes on a GPU: bf16 matmuls, fp32 softmax and sums (on a CPU too, slowly)."""
+    model = tiny_model().to(device)
+    ids = packed_blocks(300).to(device)
+    labels = ids.clone()
+    labels[1, :10] = -100
+    stock_loss, stock_grads = loss_and_gradients(model, ids, labels, autocast=torch.bfloat16)
+    lm_loss.use_chunked_loss(model, 24)
+    loss, grads = loss_and_gradients(model, ids, labels, autocast=torch.bfloat16)
+    fp32_loss, _ = loss_and_gradients(model, ids, labels)
+    assert loss == pytest.approx(stock_loss, rel=2e-3) and loss != fp32_loss  # bf16 was used, and alike
+    for name in CHECKED:
+        scale = stock_grads[name].abs().max().item()
+        torch.testing.assert_close(grads[name], stock_grads[name], rtol=0.05, atol=0.02 * scale, msg=name)
+
+
+def test_under_autocast_the_logits_are_made_in_its_dtype():
+    torch.manual_seed(0)
+    hidden, weight = torch.randn(64, 32), torch.randn(500, 32)
+    targets = torch.randint(0, 500, (64,))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        total = lm_loss.ChunkedCrossEntropy.apply(hidden, weight, targets, 10, -100)
+    bf16 = torch.nn.functional.cross_entropy((hidden.bfloat16() @ weight.bfloat16().T).float(), targets,
+                                             reduction="sum")
+    fp32 = torch.nn.functional.cross_entropy(hidden @ weight.T, targets, reduction="sum")
+    assert total.dtype == torch.float32 and total.item() == pytest.approx(bf16.item(), rel=1e-6)
+    assert abs(total - fp32) > 100 * abs(total - bf16)
 
 
 def test_the_output_layer_stays_tied_and_its_gradient_reaches_the_embedding():
