@@ -17,13 +17,14 @@ import types
 import torch
 
 IGNORE_INDEX = -100  # labels the loss skips, as in transformers and torch.nn.functional.cross_entropy
-# Tokens per chunk. On a CPU, chunks whose logits and softmax about fit in the L3 cache (256 x
-# 30,000 x fp32 = 31 MB each) keep the softmax's passes out of main memory; much smaller chunks
-# make matmuls too small to split well between threads (bench/lm_loss_speed.py). A GPU wants
+# Tokens per chunk. On a CPU, smaller chunks keep the softmax's passes over the logits in cache;
+# larger ones make every op long enough to split well between threads, which matters most when
+# other processes compete for the cores. bench/lm_loss_speed.py found 512 (61 MB of fp32 logits)
+# the fastest or close to it with 1 and 2 threads, 1.2-1.9x the stock loss. A GPU wants
 # larger chunks to stay busy: 2,048 tokens x 30,000 words cost 0.37 GB while they live (bf16
 # logits, then fp32 probabilities and their bf16 copy), a sixteenth of the 5.9 GB (16,384 tokens x
 # 30,000 x 12 bytes) that the stock loss makes for a batch of 64 x 256 tokens.
-CPU_CHUNK_SIZE = 256
+CPU_CHUNK_SIZE = 512
 CUDA_CHUNK_SIZE = 2048
 
 

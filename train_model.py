@@ -34,7 +34,7 @@ SAVE_TOTAL_LIMIT = 3  # checkpoints kept in MODEL_DIR
 LOGGING_STEPS = 0  # log the training loss every N steps (0 = about 50 times per run)
 COMPILE = False  # torch.compile the model (faster on a GPU after a minute of compiling)
 FUSED_LOSS = True  # loss from the hidden states a chunk of tokens at a time, never the full logits (lm_loss.py)
-LOSS_CHUNK_SIZE = 0  # tokens per chunk of that loss (0 = 256 on a CPU, 2048 on a GPU)
+LOSS_CHUNK_SIZE = 0  # tokens per chunk of that loss (0 = 512 on a CPU, 2048 on a GPU)
 NUM_PROC = 0  # processes for tokenizing (0 = one per CPU core for large data, else 1)
 DATALOADER_WORKERS = -1  # processes reading batches ahead (-1 = 4 on a GPU, so it never waits; 0 on a CPU)
 SEED = 42  # same seed, same data order and initial weights
