@@ -424,6 +424,20 @@ def read_run_record(folder):
     return record if isinstance(record, dict) else None
 
 
+def peak_memory(device):
+    """(bytes, what they measure): the most this process has held, on the GPU for "cuda" (tensors,
+    as the caching allocator counts them), else in main memory (peak resident set, every allocation)."""
+    if device == "cuda":
+        import torch
+        return torch.cuda.max_memory_allocated(), "GPU memory allocated"
+    try:
+        import resource
+    except ImportError:  # Windows
+        return None, "resident memory"
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak * (1 if sys.platform == "darwin" else 1024), "resident memory"  # bytes on macOS, KiB on Linux
+
+
 def load_tokenizer(folder):
     from transformers import AutoTokenizer
     if not (Path(folder) / "tokenizer.json").is_file():

@@ -35,6 +35,8 @@ EVAL_STEPS = 0  # evaluate and checkpoint every N steps (0 = five times per run)
 SAVE_TOTAL_LIMIT = 3  # checkpoints kept in MODEL_DIR
 LOGGING_STEPS = 0  # log the training loss every N steps (0 = about 50 times per run)
 COMPILE = False  # torch.compile the model (faster on a GPU after a minute of compiling)
+FUSED_LOSS = True  # loss from the hidden states a chunk of tokens at a time, never the full logits (lm_loss.py)
+LOSS_CHUNK_SIZE = 0  # tokens per chunk of that loss (0 = 512 on a CPU, 2048 on a GPU)
 NUM_PROC = 0  # processes for tokenizing (0 = one per CPU core for large data, else 1)
 DATALOADER_WORKERS = -1  # processes reading batches ahead (-1 = 4 on a GPU, so it never waits; 0 on a CPU)
 SEED = 42  # same seed, same data order and initial weights
@@ -50,7 +52,8 @@ import time
 from pathlib import Path
 
 import training
-from common import (EOT, PAD, UserError, at_least, check_writable, load_tokenizer, pick_device, read_run_record,
+from common import (EOT, PAD, UserError, at_least, check_writable, load_tokenizer, peak_memory, pick_device,
+                    read_run_record,
                     run_script, vocabulary_fingerprint, within)
 
 
@@ -58,7 +61,7 @@ def check_settings(config):
     """Every setting's range, before any work (the libraries would fail later, or worse, not at all)."""
     at_least(config, 1, "N_LAYER", "N_HEAD", "N_EMBD", "BATCH_SIZE", "GRADIENT_ACCUMULATION", "SAVE_TOTAL_LIMIT")
     at_least(config, 2, "CONTEXT_LENGTH")  # a block of one token has nothing to predict: the loss is NaN
-    at_least(config, 0, "MAX_STEPS", "EVAL_STEPS", "LOGGING_STEPS", "NUM_PROC", "NGRAM_STORIES")
+    at_least(config, 0, "MAX_STEPS", "EVAL_STEPS", "LOGGING_STEPS", "NUM_PROC", "NGRAM_STORIES", "LOSS_CHUNK_SIZE")
     at_least(config, -1, "DATALOADER_WORKERS")
     if config.N_EMBD % config.N_HEAD:
         raise UserError(f"N_EMBD ({config.N_EMBD}) must be a multiple of N_HEAD ({config.N_HEAD})")
@@ -163,6 +166,9 @@ def main(config):
         len(tokenizer), context_length=config.CONTEXT_LENGTH, n_embd=config.N_EMBD, n_layer=config.N_LAYER,
         n_head=config.N_HEAD, dropout=config.DROPOUT, eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id)
+    if config.FUSED_LOSS:  # a training-time detail: the model stays, and is saved as, a plain GPT2LMHeadModel
+        from lm_loss import default_chunk_size, use_chunked_loss
+        use_chunked_loss(model, config.LOSS_CHUNK_SIZE or default_chunk_size(device))
     total, non_embedding = training.count_parameters(model)
     log(f"data: {len(train_blocks):,} training blocks and {len(valid_blocks):,} validation blocks of "
         f"{config.CONTEXT_LENGTH} tokens (tokenized in {tokenize_seconds:.1f} s)")
@@ -199,6 +205,7 @@ def main(config):
     finally:
         signal.signal(signal.SIGINT, previous_handler)
     wall_seconds = time.perf_counter() - started
+    peak_bytes, peak_of = peak_memory(device)  # before evaluation and saving, which only add to it
 
     if guard.bad_loss_step is not None:
         raise UserError(f"the training loss became NaN or infinite by step {guard.bad_loss_step}; nothing was "
@@ -225,6 +232,7 @@ def main(config):
         "steps": trainer.state.global_step, "tokens_seen": trainer.state.global_step * block_tokens,
         "tokens_per_second": steps_this_run * block_tokens / wall_seconds if wall_seconds else None,
         "wall_seconds": wall_seconds, "tokenize_seconds": tokenize_seconds,
+        "peak_memory_bytes": peak_bytes, "peak_memory_of": peak_of,
         "train_loss": result.training_loss, "valid_loss": evaluation["eval_loss"],
         "valid_perplexity": math.exp(evaluation["eval_loss"]),
         "log_history": trainer.state.log_history,
@@ -236,7 +244,8 @@ def main(config):
         pilish.save_ngrams(config.MODEL_DIR, pilish.ngram_table(tokenizer, stories))
     training.plot_loss_curve(trainer.state.log_history, Path(config.MODEL_DIR, "loss_curve.png"))
     log(f"validation loss {evaluation['eval_loss']:.3f} (perplexity {math.exp(evaluation['eval_loss']):.1f}); "
-        f"{metrics['tokens_per_second'] or 0:,.0f} tokens/s over {wall_seconds:.0f} s")
+        f"{metrics['tokens_per_second'] or 0:,.0f} tokens/s over {wall_seconds:.0f} s; peak {peak_of} "
+        f"{(peak_bytes or 0) / 2**30:.2f} GiB")
     log(f"saved model, tokenizer, metrics.json, loss_curve.png{' and ngrams.pt' * (config.NGRAM_STORIES > 0)} to {config.MODEL_DIR}/ -- "
         f"next: python generate.py --model_dir={config.MODEL_DIR}")
 

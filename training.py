@@ -17,7 +17,7 @@ ARCHITECTURE_SETTINGS = ("CONTEXT_LENGTH", "N_EMBD", "N_LAYER", "N_HEAD")
 # train_model.py settings that change nothing in the trained weights: a finished model trained with
 # other values of these may be trained again over itself
 HARMLESS_SETTINGS = ("MODEL_DIR", "TOKENIZER_DIR", "OVERWRITE", "NUM_PROC", "DATALOADER_WORKERS", "COMPILE",
-                     "SAVE_TOTAL_LIMIT", "LOGGING_STEPS", "EVAL_STEPS", "NGRAM_STORIES")
+                     "SAVE_TOTAL_LIMIT", "LOGGING_STEPS", "EVAL_STEPS", "NGRAM_STORIES", "FUSED_LOSS", "LOSS_CHUNK_SIZE")
 CHECKPOINT_RE = re.compile(r"^checkpoint-(\d+)$")
 
 

@@ -158,3 +158,38 @@ def matmul_peak(device, dtype, size, repeats=5):
             sync()
             seconds.append((time.perf_counter() - started) / inner)
     return 2 * size ** 3 / median(seconds)
+
+
+# ---------------------------------------------------------------- memory
+
+def peak_memory(fn, device):
+    """Bytes allocated at the peak of `fn()`, above what was allocated when it started.
+
+    CUDA: the caching allocator's own count. CPU: the allocations and frees that
+    torch.profiler(profile_memory=True) records, summed in order (the CPU allocator keeps no peak).
+    """
+    import torch
+    if device == "cuda":
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        before = torch.cuda.memory_allocated()
+        fn()
+        torch.cuda.synchronize()
+        return torch.cuda.max_memory_allocated() - before
+    from torch.profiler import ProfilerActivity, profile
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as profiler:
+        fn()
+    return profiled_peak(profiler)
+
+
+def profiled_peak(profiler):
+    """The highest level the CPU allocations and frees recorded by a finished
+    torch.profiler.profile(profile_memory=True) reach, counted from where it started."""
+    import torch
+    changes = sorted((event.start_ns(), event.nbytes()) for event in profiler.profiler.kineto_results.events()
+                     if event.name() == "[memory]" and event.device_type() == torch.autograd.DeviceType.CPU)
+    level = highest = 0
+    for _, change in changes:
+        level += change
+        highest = max(highest, level)
+    return highest
