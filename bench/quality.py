@@ -11,8 +11,8 @@ unconstrained model, the share of distinct word 3-grams and whether each text is
 model's own free samples and the validation text itself. Appends the table to BENCHMARKS.md.
 """
 
-TRAIN_FILE = ""  # stories to train on ("" = ../shared/data/tinystories/train.txt)
-VALID_FILE = ""  # validation stories ("" = ../shared/data/tinystories/valid.txt)
+TRAIN_FILE = ""  # stories to train on ("" = the bundled sample, data/tinystories-sample/train.txt.gz)
+VALID_FILE = ""  # validation stories ("" = the bundled sample, data/tinystories-sample/valid.txt.gz)
 MODEL_DIR = ""  # a trained model to score ("" = train one into a temporary folder)
 MAX_STEPS = 300  # training steps (x BATCH_SIZE x 256 tokens: ~10 passes over the sample)
 BATCH_SIZE = 32  # blocks per training step
@@ -141,13 +141,13 @@ def main(config):
            config.FREE_TOKENS, config.VALID_WORDS) < 1:
         raise UserError("MAX_STEPS, BATCH_SIZE, NUM_DIGITS, NUM_SEEDS, NUM_BEAMS, FREE_TOKENS and VALID_WORDS "
                         "must be at least 1")
-    valid_path = data_file(config.VALID_FILE, "valid.txt")
+    valid_path = data_file(config.VALID_FILE, "validation")
     work = tempfile.TemporaryDirectory(prefix="bench-quality-")
     started = time.perf_counter()
     if config.MODEL_DIR:
         model_dir = config.MODEL_DIR
     else:
-        model_dir = train(config, data_file(config.TRAIN_FILE, "train.txt"), valid_path, work.name)
+        model_dir = train(config, data_file(config.TRAIN_FILE, "train"), valid_path, work.name)
     train_seconds = time.perf_counter() - started
     model, tokenizer = load_model(model_dir)
     transformers.logging.set_verbosity_error()

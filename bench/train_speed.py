@@ -13,7 +13,7 @@ Throughput counts only real (non-padding) tokens; MFU is against a dense matmul 
 Appends the table to BENCHMARKS.md.
 """
 
-TRAIN_FILE = ""  # stories to train on ("" = ../shared/data/tinystories/train.txt)
+TRAIN_FILE = ""  # stories to train on ("" = the bundled sample, data/tinystories-sample/train.txt.gz)
 TOKENIZER_DIR = ""  # a trained tokenizer ("" = train one on TRAIN_FILE into a temporary folder, ~1 s)
 VOCAB_SIZE = 30000  # width of the output layer; the sample's tokenizer has fewer words, its ids all fit
 BATCH_SIZE = 16  # blocks (ours) or stories (tutorial) per step
@@ -35,7 +35,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repo root: common, train_model, ...
 
 from _bench import data_file, matmul_peak, median, report  # noqa: E402
-from common import UserError, configure, load_stories, load_tokenizer, pick_device, run_script  # noqa: E402
+from common import UserError, configure, load_stories, load_tokenizer, open_text, pick_device, run_script  # noqa: E402
 
 
 class WideVocabulary:
@@ -57,7 +57,9 @@ def whole_stories(path, folder):
     a bare line break between stories, so as loaded (blank lines separate stories) every paragraph
     would count as a story and the tutorial would pad far more than it does on the real data set."""
     stories, paragraphs, previous_blank = [], [], True
-    for line in Path(path).read_text(encoding="utf-8").splitlines():
+    with open_text(path) as handle:
+        text = handle.read()
+    for line in text.splitlines():
         if not line.strip():
             previous_blank = True
             continue
@@ -67,7 +69,7 @@ def whole_stories(path, folder):
         paragraphs.append(line.strip())
         previous_blank = False
     stories.append("\n\n".join(paragraphs))
-    marked = Path(folder) / f"{Path(path).stem}-stories.txt"
+    marked = Path(folder) / f"{Path(path).name.split('.')[0]}-stories.txt"
     marked.write_text("\n<|endoftext|>\n".join(stories) + "\n", encoding="utf-8")
     return marked
 
@@ -172,7 +174,7 @@ def main(config):
         raise UserError("BATCH_SIZE, STEPS and REPEATS must be at least 1, WARMUP_STEPS at least 0")
     if config.WARMUP_STEPS == 0 and config.STEPS < 2:
         raise UserError("with WARMUP_STEPS=0 the first step is not timed: give STEPS of at least 2")
-    train_path = data_file(config.TRAIN_FILE, "train.txt")
+    train_path = data_file(config.TRAIN_FILE, "train")
     work = tempfile.TemporaryDirectory(prefix="bench-train-speed-")
     if config.WHOLE_STORIES:
         train_path = whole_stories(train_path, work.name)
