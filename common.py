@@ -6,6 +6,7 @@ Each script keeps its settings as UPPERCASE constants at the top and ends with
 their types and turns every `UserError` into one line on stderr.
 """
 
+import gzip
 import hashlib
 import json
 import math
@@ -27,6 +28,13 @@ RUN_RECORD = "training_run.json"  # train_model.py's settings and tokenizer fing
 SPACE_MARK = "\u2581"  # ▁
 
 LOCAL_FORMATS = {".txt": "text", ".json": "json", ".jsonl": "json", ".parquet": "parquet"}
+GZIP_FORMATS = {"text", "json"}  # also read gzipped (stories.txt.gz), as downloads often come
+
+# DATASET="sample" is the real TinyStories sample that ships in the repo (its README gives source and
+# license): found beside this file from any working directory, with splits like the hub set's.
+SAMPLE = "sample"
+SAMPLE_DIR = Path(__file__).resolve().parent / "data" / "tinystories-sample"
+SAMPLE_SPLITS = {"train": "train.txt.gz", "validation": "valid.txt.gz"}
 
 
 class UserError(Exception):
@@ -203,46 +211,88 @@ def _hub_error(name):
     return UserError(
         f"cannot reach the Hugging Face hub to download {name!r}; point DATASET at a local copy instead, "
         f"e.g. --dataset=TinyStories-train.txt (a .txt with stories separated by {EOT} or blank lines, "
-        f"a folder of them, or .json/.jsonl/.parquet with a 'text' column)")
+        f"a folder of them, or .json/.jsonl/.parquet with a 'text' column), or --dataset={SAMPLE} for the "
+        f"small sample that comes with the repo")
+
+
+def local_format(path):
+    """How `datasets` reads a data file ('text', 'json' or 'parquet'), from its name; None if it cannot."""
+    name = Path(path).name.lower()
+    compressed = name.endswith(".gz")
+    kind = LOCAL_FORMATS.get(Path(name.removesuffix(".gz")).suffix)
+    return None if compressed and kind not in GZIP_FORMATS else kind
+
+
+def open_text(path, mode="rt"):
+    """A data file for reading ("rt": UTF-8 text, "rb": bytes), gzipped (stories.txt.gz) or not."""
+    if str(path).lower().endswith(".gz"):
+        return gzip.open(path, mode, **({"encoding": "utf-8"} if "t" in mode else {}))
+    return open(path, mode, **({"encoding": "utf-8"} if "t" in mode else {}))
+
+
+def sample_file(split="train"):
+    """The file of the bundled sample that holds `split` ('train' or 'validation')."""
+    if split not in SAMPLE_SPLITS:
+        raise UserError(f"the bundled sample has no {split!r} split, only {' and '.join(SAMPLE_SPLITS)}")
+    path = SAMPLE_DIR / SAMPLE_SPLITS[split]
+    if not path.is_file():
+        raise UserError(f"the bundled sample is missing: no {path} (it comes with the repository)")
+    return path
 
 
 def _local_files(path):
     if path.is_dir():
-        files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in LOCAL_FORMATS)
+        files = sorted(p for p in path.rglob("*") if p.is_file() and local_format(p))
         if not files:
-            raise UserError(f"folder {path} has no .txt, .json, .jsonl or .parquet files")
+            raise UserError(f"folder {path} has no .txt, .json, .jsonl or .parquet files (nor .txt.gz, .json.gz, "
+                            f".jsonl.gz)")
         return files
-    if path.suffix.lower() not in LOCAL_FORMATS:
-        raise UserError(f"{path}: unknown file type; use .txt, .json, .jsonl or .parquet")
+    if not local_format(path):
+        raise UserError(f"{path}: unknown file type; use .txt, .json, .jsonl or .parquet (.txt, .json and "
+                        f".jsonl may be gzipped: .txt.gz)")
     return [path]
 
 
 def stories_in_txt(paths, stamps=None):
-    """Yield the stories of txt files: separated by <|endoftext|> lines, else by blank lines.
+    """Yield the stories of txt files (.txt or .txt.gz): separated by <|endoftext|> lines, else by blank lines.
 
     `stamps` is unused here: it only makes the `datasets` cache key change when a file does.
     """
     for path in paths:
-        with open(path, encoding="utf-8") as handle:
-            uses_marker = any(EOT in line for line in handle)
-            handle.seek(0)
-            lines = []
-            for line in handle:
-                if uses_marker and EOT in line:
-                    before, _, after = line.partition(EOT)
-                    story = "".join(lines + [before]).strip()
-                    lines = [after]
-                elif not uses_marker and not line.strip():
-                    story = "".join(lines).strip()
-                    lines = []
-                else:
-                    lines.append(line)
-                    continue
-                if story:
-                    yield {"text": story}
-            story = "".join(lines).strip()
+        try:
+            yield from _stories_in_file(path)
+        except (OSError, EOFError) as error:  # a damaged .gz shows only when it is read, maybe part-way
+            raise OSError(f"cannot read {path}: {error}") from None
+
+
+def _stories_in_file(path):
+    with open_text(path) as handle:
+        uses_marker = any(EOT in line for line in handle)
+        handle.seek(0)
+        lines = []
+        for line in handle:
+            if uses_marker and EOT in line:
+                before, _, after = line.partition(EOT)
+                story = "".join(lines + [before]).strip()
+                lines = [after]
+            elif not uses_marker and not line.strip():
+                story = "".join(lines).strip()
+                lines = []
+            else:
+                lines.append(line)
+                continue
             if story:
                 yield {"text": story}
+        story = "".join(lines).strip()
+        if story:
+            yield {"text": story}
+
+
+def _read(handle, path, size):
+    try:
+        return handle.read(size)
+    except (OSError, EOFError) as error:  # a damaged .gz shows only when it is read, maybe part-way
+        raise ValueError(f"cannot read {path}: {error}") from None
 
 
 def check_text_file(path, chunk_size=1 << 24):
@@ -251,8 +301,8 @@ def check_text_file(path, chunk_size=1 << 24):
     import codecs
     decoder = codecs.getincrementaldecoder("utf-8")()
     offset = 0
-    with open(path, "rb") as handle:
-        while chunk := handle.read(chunk_size):
+    with open_text(path, "rb") as handle:  # a .gz file's text, not its compressed bytes
+        while chunk := _read(handle, path, chunk_size):
             if b"\0" in chunk:
                 raise ValueError(f"{path} is a binary file, not text (a zero byte at offset "
                                  f"{offset + chunk.index(bytes(1))})")
@@ -269,11 +319,13 @@ def check_text_file(path, chunk_size=1 << 24):
 
 
 def load_stories(source, split="train"):
-    """A `datasets.Dataset` with a 'text' column from a hub name, a file or a folder."""
+    """A `datasets.Dataset` with a 'text' column from a hub name, a file, a folder or "sample"."""
     import datasets
 
     path = Path(source).expanduser()
-    looks_local = path.exists() or path.suffix.lower() in LOCAL_FORMATS or source.startswith((".", "/", "~"))
+    if source == SAMPLE and not path.exists():  # a file or folder named "sample" is the user's own
+        return load_stories(str(sample_file(split)))
+    looks_local = path.exists() or local_format(path) or source.startswith((".", "/", "~"))
     if not looks_local:
         if not hub_offline() and not _hub_reachable():
             raise _hub_error(source)
@@ -288,7 +340,7 @@ def load_stories(source, split="train"):
     if not path.exists():
         raise UserError(f"{source}: no such file or folder")
     files = _local_files(path)
-    kinds = {LOCAL_FORMATS[f.suffix.lower()] for f in files}
+    kinds = {local_format(f) for f in files}
     if len(kinds) > 1:
         raise UserError(f"{source} mixes file types ({', '.join(sorted(kinds))}); use one kind per folder")
     kind = kinds.pop()
@@ -296,7 +348,8 @@ def load_stories(source, split="train"):
         raise UserError(f"{source} is empty: it has no stories")
     if kind == "text":
         # from_generator caches the stories as Arrow, keyed on its arguments: the files' sizes and
-        # modification times are among them so that an edited file is read again
+        # modification times (of the .gz itself, when gzipped) are among them so that an edited file
+        # is read again
         stamps = [(str(f.resolve()), f.stat().st_size, f.stat().st_mtime) for f in files]
         for file in files:  # before `datasets`, which would wrap the message in its own traceback
             try:
@@ -309,6 +362,10 @@ def load_stories(source, split="train"):
                 features=datasets.Features({"text": datasets.Value("string")}))
         except ValueError:  # `datasets` refuses a generator that yields nothing
             raise UserError(f"{source} has no stories in it") from None
+        except datasets.exceptions.DatasetGenerationError as error:
+            if isinstance(error.__cause__, OSError):  # from stories_in_txt: names the file
+                raise UserError(str(error.__cause__)) from None
+            raise
     else:
         try:
             dataset = datasets.load_dataset(kind, data_files=[str(f) for f in files], split="train")

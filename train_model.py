@@ -13,8 +13,8 @@ holds a model or checkpoints made with another tokenizer or other settings is re
 loadable with AutoModelForCausalLM / AutoTokenizer / pipeline("text-generation").
 """
 
-DATASET = "roneneldan/TinyStories"  # hub name, or a local .txt/.json/.jsonl/.parquet file or folder
-VALID_DATASET = ""  # validation data; "" = the hub set's validation split, or VALID_FRACTION of a local set
+DATASET = "roneneldan/TinyStories"  # hub name, "sample" (bundled), or a local .txt/.txt.gz/.jsonl/... file or folder
+VALID_DATASET = ""  # validation data; "" = a hub set's (or "sample"'s) validation split, or VALID_FRACTION of a local set
 VALID_FRACTION = 0.02  # share of a local DATASET held out for validation when VALID_DATASET is ""
 TOKENIZER_DIR = "tokenizer"  # from train_tokenizer.py
 MODEL_DIR = "model"  # checkpoints, final model, tokenizer, metrics.json, loss_curve.png

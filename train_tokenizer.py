@@ -1,14 +1,15 @@
 """Train a word-level tokenizer on TinyStories: every token is a whole word or one punctuation mark.
 
     python train_tokenizer.py                                   # the hub data set (needs network)
-    python train_tokenizer.py --dataset=TinyStories-train.txt   # a local copy
+    python train_tokenizer.py --dataset=sample                  # the sample bundled in data/ (offline)
+    python train_tokenizer.py --dataset=TinyStories-train.txt   # a local copy (.txt or .txt.gz)
     python train_tokenizer.py --vocab_size=20000 --tokenizer_dir=tok20k
 
 Writes TOKENIZER_DIR (tokenizer.json + config), loadable with
 `transformers.AutoTokenizer.from_pretrained(TOKENIZER_DIR)`. Next: train_model.py.
 """
 
-DATASET = "roneneldan/TinyStories"  # hub name, or a local .txt/.json/.jsonl/.parquet file or folder
+DATASET = "roneneldan/TinyStories"  # hub name, "sample" (bundled), or a local .txt/.txt.gz/.jsonl/... file or folder
 TOKENIZER_DIR = "tokenizer"  # where the tokenizer is saved
 VOCAB_SIZE = 30000  # words in the vocabulary, special tokens included
 MIN_FREQUENCY = 1  # a word must appear this often to get a token of its own

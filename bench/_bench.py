@@ -11,21 +11,21 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent  # the repo root, whatever the working directory
-SAMPLE_DIR = ROOT.parent / "shared" / "data" / "tinystories"  # the real TinyStories sample beside the checkout
 BENCHMARKS_FILE = ROOT / "BENCHMARKS.md"
 
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from common import UserError  # noqa: E402
+from common import UserError, sample_file  # noqa: E402
 
 
-def data_file(setting, default_name):
-    """The file a *_FILE setting names, or the sample's `default_name`; a UserError when it is missing."""
-    path = Path(setting).expanduser() if setting else SAMPLE_DIR / default_name
+def data_file(setting, split):
+    """The file a *_FILE setting names, or the bundled sample's file for `split` ('train' or 'validation')."""
+    if not setting:
+        return sample_file(split)
+    path = Path(setting).expanduser()
     if not path.is_file():
-        where = f"{path}" if setting else f"the TinyStories sample at {path}"
-        raise UserError(f"no data: {where} does not exist; point the setting at a TinyStories .txt file")
+        raise UserError(f"no data: {path} does not exist; point the setting at a TinyStories .txt or .txt.gz file")
     return path
 
 

@@ -10,8 +10,8 @@ Appends the table to BENCHMARKS.md.
 """
 
 MODEL_DIR = "model"  # a model folder from train_model.py (with ngrams.pt for the prior rows)
-TRAIN_FILE = ""  # the model's training stories, the reference ("" = ../shared/data/tinystories/train.txt)
-VALID_FILE = ""  # held-out stories, the held-out reference ("" = ../shared/data/tinystories/valid.txt)
+TRAIN_FILE = ""  # the model's training stories, the reference ("" = the bundled sample, data/tinystories-sample)
+VALID_FILE = ""  # held-out stories, the held-out reference ("" = the bundled sample's validation stories)
 NUM_DIGITS = 1000  # digits of pi per text
 VARIANTS = ["before", "defaults"]  # names from VARIANTS below, in order ("|"-separated on the command line)
 DECODING = "beam"  # beam or sample
@@ -63,7 +63,7 @@ def main(config):
     unknown = [name for name in config.VARIANTS if name not in SEARCH_VARIANTS]
     if unknown:
         raise UserError(f"unknown variant {unknown[0]!r}: use some of {', '.join(SEARCH_VARIANTS)}")
-    train_path, valid_path = data_file(config.TRAIN_FILE, "train.txt"), data_file(config.VALID_FILE, "valid.txt")
+    train_path, valid_path = data_file(config.TRAIN_FILE, "train"), data_file(config.VALID_FILE, "validation")
     model, tokenizer = load_model(config.MODEL_DIR)
     transformers.logging.set_verbosity_error()
     _, held_out = held_out_stories(valid_path, type("Slice", (), dict(VALID_WORDS=config.VALID_WORDS, NUM_SEEDS=3)))

@@ -14,8 +14,8 @@ the unconstrained model and whether each text is exact, next to the model's own 
 real held-out stories. Appends the table to BENCHMARKS.md.
 """
 
-TRAIN_FILE = ""  # stories to train on ("" = ../shared/data/tinystories/train.txt)
-VALID_FILE = ""  # validation stories ("" = ../shared/data/tinystories/valid.txt)
+TRAIN_FILE = ""  # stories to train on ("" = the bundled sample, data/tinystories-sample/train.txt.gz)
+VALID_FILE = ""  # validation stories ("" = the bundled sample, data/tinystories-sample/valid.txt.gz)
 MODEL_DIR = ""  # a trained model to score ("" = train one into a temporary folder)
 MAX_STEPS = 300  # training steps (x BATCH_SIZE x 256 tokens: ~10 passes over the sample)
 BATCH_SIZE = 32  # blocks per training step
@@ -136,7 +136,7 @@ def main(config):
            config.FREE_TOKENS, config.VALID_WORDS) < 1 or config.LONG_DIGITS < 0:
         raise UserError("MAX_STEPS, BATCH_SIZE, NUM_DIGITS, NUM_SEEDS, NUM_BEAMS, FREE_TOKENS and VALID_WORDS "
                         "must be at least 1, LONG_DIGITS at least 0")
-    train_path, valid_path = data_file(config.TRAIN_FILE, "train.txt"), data_file(config.VALID_FILE, "valid.txt")
+    train_path, valid_path = data_file(config.TRAIN_FILE, "train"), data_file(config.VALID_FILE, "validation")
     work = tempfile.TemporaryDirectory(prefix="bench-quality-")
     started = time.perf_counter()
     model_dir = config.MODEL_DIR or train(config, train_path, valid_path, work.name)

@@ -10,8 +10,8 @@ tokenizer(x).input_ids)`, the decoder every Hugging Face tool uses, equals the n
 (whitespace runs aside). Appends the table to BENCHMARKS.md.
 """
 
-TRAIN_FILE = ""  # stories to train the tokenizer on ("" = ../shared/data/tinystories/train.txt)
-VALID_FILE = ""  # paragraphs to measure on ("" = ../shared/data/tinystories/valid.txt)
+TRAIN_FILE = ""  # stories to train the tokenizer on ("" = the bundled sample, data/tinystories-sample)
+VALID_FILE = ""  # paragraphs to measure on ("" = the bundled sample's validation stories)
 TOKENIZER_DIR = ""  # a saved tokenizer to measure ("" = train one with train_tokenizer.py's defaults)
 NUM_PARAGRAPHS = 300  # the round trip's first row uses the first N paragraphs without [UNK]; the second all
 SHOW_MISMATCHES = 5  # print this many paragraphs that do not round-trip
@@ -33,13 +33,13 @@ def main(config):
 
     import train_tokenizer
 
-    valid_path = data_file(config.VALID_FILE, "valid.txt")
+    valid_path = data_file(config.VALID_FILE, "validation")
     work = tempfile.TemporaryDirectory(prefix="bench-tokenizer-")
     folder = config.TOKENIZER_DIR
     if not folder:
         folder = work.name
         train_tokenizer.main(configure(vars(train_tokenizer), [
-            f"--dataset={data_file(config.TRAIN_FILE, 'train.txt')}", f"--tokenizer_dir={folder}", "--held_out=0"]))
+            f"--dataset={data_file(config.TRAIN_FILE, 'train')}", f"--tokenizer_dir={folder}", "--held_out=0"]))
     tokenizer = AutoTokenizer.from_pretrained(folder)
     vocab = tokenizer.get_vocab()
     variants = sorted(token for token in vocab if token.startswith(SPACE_MARK) and token[1:] in vocab)
@@ -70,7 +70,7 @@ def main(config):
         [f"round trip, first {len(first)} paragraphs without [UNK]", f"{sum(first) / len(first):.1%}"],
         [f"round trip, all {known:,} paragraphs without [UNK]", f"{sum(exact) / len(exact):.1%}"],
     ]
-    notes = [f"tokenizer: {config.TOKENIZER_DIR or 'train_tokenizer.py on ' + data_file(config.TRAIN_FILE, 'train.txt').name + ', all stories (--held_out=0)'}; "
+    notes = [f"tokenizer: {config.TOKENIZER_DIR or 'train_tokenizer.py on ' + data_file(config.TRAIN_FILE, 'train').name + ', all stories (--held_out=0)'}; "
              "round trip: tokenizer.decode(tokenizer(x).input_ids) == the normalized x, whitespace runs aside"]
     report(__file__, headers, rows, notes, enabled=config.RECORD)
     work.cleanup()

@@ -17,7 +17,7 @@ The sample's stories are repeated as often as the steps need. Throughput counts 
 to BENCHMARKS.md.
 """
 
-TRAIN_FILE = ""  # stories to train on ("" = ../shared/data/tinystories/train.txt)
+TRAIN_FILE = ""  # stories to train on ("" = the bundled sample, data/tinystories-sample/train.txt.gz)
 TOKENIZER_DIR = ""  # a trained tokenizer ("" = train one on TRAIN_FILE into a temporary folder, ~1 s)
 VOCAB_SIZE = 30000  # width of the output layer; the sample's tokenizer has fewer words, its ids all fit
 BATCH_SIZES = []  # blocks per step, a set of rows each ([] = 64 and 256 on a GPU; 16 on a CPU)
@@ -207,7 +207,7 @@ def main(config):
         raise UserError(f"BATCH_SIZES takes whole numbers, not {config.BATCH_SIZES}") from None
     if min(batch_sizes) < 1:
         raise UserError("every batch size must be at least 1")
-    train_path = data_file(config.TRAIN_FILE, "train.txt")
+    train_path = data_file(config.TRAIN_FILE, "train")
     work = tempfile.TemporaryDirectory(prefix="bench-train-speed-")
     datasets.disable_progress_bars()
     transformers.logging.set_verbosity_error()  # the stock config's warnings (bos/eos ids 50256 > vocabulary)

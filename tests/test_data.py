@@ -1,10 +1,12 @@
+import gzip
 import json
+import shutil
 import time
 
 import pytest
 
 import corpus
-from common import UserError, load_stories, stories_in_txt
+from common import SAMPLE_DIR, UserError, load_stories, stories_in_txt
 
 
 def texts(dataset):
@@ -56,11 +58,85 @@ def test_edited_file_is_read_again(tmp_path):
     assert texts(load_stories(str(path))) == ["New one.", "New two."]
 
 
+def gzip_copy(path, target):
+    """`path` gzipped to `target`, as a user's download would be."""
+    with open(path, "rb") as plain, gzip.open(target, "wb") as packed:
+        shutil.copyfileobj(plain, packed)
+    return target
+
+
+@pytest.mark.parametrize("separator", ["<|endoftext|>", None])
+def test_gzipped_txt_gives_the_same_stories(tmp_path, separator):
+    plain = corpus.write_txt(tmp_path / "stories.txt", corpus.stories(50), separator=separator)
+    packed = gzip_copy(plain, tmp_path / "stories.txt.gz")
+    assert packed.stat().st_size < plain.stat().st_size  # really compressed, not a renamed copy
+    assert texts(load_stories(str(packed))) == texts(load_stories(str(plain))) == corpus.stories(50)
+
+
+def test_folder_of_gzipped_txt_files(tmp_path):
+    (tmp_path / "plain").mkdir()
+    (tmp_path / "packed").mkdir()
+    for name, seed in [("1", 1), ("2", 2)]:
+        plain = corpus.write_txt(tmp_path / "plain" / f"{name}.txt", corpus.stories(20, seed=seed))
+        gzip_copy(plain, tmp_path / "packed" / f"{name}.txt.gz")
+    stories = texts(load_stories(str(tmp_path / "plain")))
+    assert texts(load_stories(str(tmp_path / "packed"))) == stories
+    assert stories == corpus.stories(20, seed=1) + corpus.stories(20, seed=2)
+
+
+def test_gzipped_json_and_jsonl(tmp_path):
+    rows = [{"text": "Story one."}, {"text": "Story two."}]
+    with gzip.open(tmp_path / "d.json.gz", "wt") as handle:
+        handle.write(json.dumps(rows))
+    with gzip.open(tmp_path / "d.jsonl.gz", "wt") as handle:
+        handle.write("\n".join(json.dumps(r) for r in rows))
+    for name in ("d.json.gz", "d.jsonl.gz"):
+        assert texts(load_stories(str(tmp_path / name))) == ["Story one.", "Story two."]
+
+
+def test_edited_gzipped_file_is_read_again(tmp_path):
+    plain = corpus.write_txt(tmp_path / "e.txt", ["Old."])
+    packed = gzip_copy(plain, tmp_path / "e.txt.gz")
+    assert texts(load_stories(str(packed))) == ["Old."]
+    time.sleep(0.01)
+    gzip_copy(corpus.write_txt(plain, ["New one.", "New two."]), packed)
+    assert texts(load_stories(str(packed))) == ["New one.", "New two."]
+
+
+def test_damaged_gzip_is_a_clear_error(tmp_path):
+    packed = gzip_copy(corpus.write_txt(tmp_path / "s.txt", corpus.stories(200)), tmp_path / "s.txt.gz")
+    (tmp_path / "cut.txt.gz").write_bytes(packed.read_bytes()[:300])  # a download cut short
+    (tmp_path / "fake.txt.gz").write_text("One.\n\nTwo.\n")  # named .gz, never compressed
+    for name, message in [("cut.txt.gz", "ended before"), ("fake.txt.gz", "Not a gzipped file")]:
+        with pytest.raises(UserError, match=f"cannot read .*{name}: .*{message}"):
+            load_stories(str(tmp_path / name))
+
+
+def test_bundled_sample():
+    assert (SAMPLE_DIR / "README.md").read_text(encoding="utf-8").count("CDLA-Sharing-1.0") >= 1
+    train, valid = load_stories("sample"), load_stories("sample", split="validation")
+    assert len(train) == 2413 and len(valid) == 3348
+    assert train[0]["text"].startswith("One day, a little girl named Lily found a needle in her room.")
+    assert train[-1]["text"].endswith("She hoped to see the dolphin again.")
+    assert valid[0]["text"].startswith("Spot. Spot saw the shiny car")
+    assert not set(train["text"]) & set(valid["text"])
+    with pytest.raises(UserError, match="no 'test' split"):
+        load_stories("sample", split="test")
+
+
+def test_a_local_folder_named_sample_is_the_users_own(tmp_path, monkeypatch):
+    (tmp_path / "sample").mkdir()
+    corpus.write_txt(tmp_path / "sample" / "mine.txt", ["My own story."])
+    monkeypatch.chdir(tmp_path)
+    assert texts(load_stories("sample")) == ["My own story."]
+
+
 @pytest.mark.parametrize("make, message", [
     (lambda p: str(p / "missing.txt"), "no such file"),
     (lambda p: (p / "empty.txt").write_text("") and str(p / "empty.txt") or str(p / "empty.txt"), "empty"),
     (lambda p: (p / "blank.txt").write_text("\n\n  \n") and str(p / "blank.txt"), "no stories"),
     (lambda p: (p / "x.csv").write_text("a") and str(p / "x.csv"), "unknown file type"),
+    (lambda p: (p / "x.parquet.gz").write_text("a") and str(p / "x.parquet.gz"), "unknown file type"),
     (lambda p: (p / "t.jsonl").write_text('{"story": "x"}') and str(p / "t.jsonl"), "no 'text' column"),
     (lambda p: str(p), "has no .txt"),
     (lambda p: (p / "a.txt").write_text("A.") and (p / "b.jsonl").write_text('{"text": "B."}') and str(p),
