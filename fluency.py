@@ -90,10 +90,10 @@ def build_reference(stories: Iterable[str]) -> Reference:
 
 
 def read_stories(path) -> list[str]:
-    """The stories of a TinyStories .txt file: separated by <|endoftext|> lines, or by blank lines."""
-    text = open(path, encoding="utf-8").read()
-    parts = text.split("<|endoftext|>") if "<|endoftext|>" in text else re.split(r"\n\s*\n", text)
-    return [part.strip() for part in parts if part.strip()]
+    """The stories of a TinyStories .txt or .txt.gz file, read as every script reads them
+    (common.stories_in_txt: separated by <|endoftext|> lines, or by blank lines)."""
+    from common import stories_in_txt
+    return [row["text"] for row in stories_in_txt([path])]
 
 
 def sentence_ends(text_tokens: list[str]) -> list[tuple[str, ...]]:

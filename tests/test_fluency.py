@@ -59,3 +59,15 @@ def test_real_looking_stories_score_high_against_themselves(tmp_path):
     reference = fluency.build_reference(stories[:40])
     held_out = sum((fluency.measure(story, reference) for story in stories[40:]), fluency.Fluency())
     assert held_out.bigram_share > 0.9 and held_out.repeats == 0 and held_out.bad_quotes == 0
+
+
+def test_read_stories_takes_gzipped_files_as_the_bench_defaults_are(tmp_path):
+    import gzip
+
+    import fluency
+    text = "Tom saw a cat.\n<|endoftext|>\nLily said, \"hi!\"\n\nShe ran.\n<|endoftext|>\n"
+    (tmp_path / "s.txt").write_text(text, encoding="utf-8")
+    with gzip.open(tmp_path / "s.txt.gz", "wt", encoding="utf-8") as handle:
+        handle.write(text)
+    stories = fluency.read_stories(tmp_path / "s.txt.gz")
+    assert stories == fluency.read_stories(tmp_path / "s.txt") == ["Tom saw a cat.", 'Lily said, "hi!"\n\nShe ran.']
