@@ -246,27 +246,41 @@ class FluencyProcessor(LogitsProcessor):
         self.bigrams = ngrams.get("bigrams") if bigram_bonus else None
         self.trigrams = ngrams.get("trigrams") if trigram_bonus else None
         self.bigram_bonus, self.trigram_bonus = bigram_bonus, trigram_bonus
+        self.history, self.seen = [], {}
         self.restart([], 0)
 
     def restart(self, history: list[int], prompt_length: int) -> None:
-        """The text so far (its ids, before the window's new tokens) and where the new tokens start."""
-        self.history = [t for t in history if t < self.vocab_size and self.is_word[t]]
-        self.prompt_length = prompt_length
-        n = self.no_repeat_words
-        self.seen = {}  # (n-1 words) -> {words that followed them}
-        if n >= 2:
-            for i in range(len(self.history) - n + 1):
-                self.seen.setdefault(tuple(self.history[i:i + n - 1]), set()).add(self.history[i + n - 1])
+        """The text so far (its ids, before the window's new tokens) and where the new tokens start.
 
-    def _followers(self, table, key: int) -> torch.LongTensor:
-        """The next-word ids stored under `key` in a sorted table of key * vocab_size + next ids."""
-        lo = int(torch.searchsorted(table, key * self.vocab_size))
-        hi = int(torch.searchsorted(table, (key + 1) * self.vocab_size))
-        return table[lo:hi] - key * self.vocab_size
+        Each window's history extends the last one, so only its new words are indexed: the cost of a
+        window does not grow with the text (a 10,000-digit text has ~200 windows)."""
+        words = [t for t in history if t < self.vocab_size and self.is_word[t]]
+        if words[:len(self.history)] != self.history:  # another text: index it from the start
+            self.history, self.seen = [], {}
+        n = self.no_repeat_words
+        if n >= 2:
+            for i in range(max(0, len(self.history) - n + 1), len(words) - n + 1):
+                self.seen.setdefault(tuple(words[i:i + n - 1]), set()).add(words[i + n - 1])
+        self.history = words
+        self.prompt_length = prompt_length
+
+    def _followers(self, table, keys: list[int], weight: float, rows: list[int]):
+        """(row ids, next-word ids, weights) of the words stored under each row's key in a sorted
+        table of key * vocab_size + next ids: one search for all rows, no loop over them."""
+        keys = torch.tensor(keys, dtype=torch.long)
+        lo = torch.searchsorted(table, keys * self.vocab_size)
+        counts = torch.searchsorted(table, (keys + 1) * self.vocab_size) - lo
+        row_of = torch.repeat_interleave(torch.tensor(rows, dtype=torch.long), counts)
+        # each entry's index in the table: its row's lo plus its place among that row's entries
+        first = torch.repeat_interleave(lo - (counts.cumsum(0) - counts), counts)
+        entries = table[first + torch.arange(len(row_of))]
+        next_ids = entries - torch.repeat_interleave(keys, counts) * self.vocab_size
+        return row_of, next_ids, torch.full((len(row_of),), weight)
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
         n = self.no_repeat_words
-        bonus = torch.zeros_like(scores) if self.bigrams is not None or self.trigrams is not None else None
+        banned_rows, banned_ids = [], []
+        bigram_keys, trigram_keys, bigram_rows, trigram_rows = [], [], [], []
         for row, ids in enumerate(input_ids[:, self.prompt_length:].tolist()):
             new_words = [t for t in ids if t < self.vocab_size and self.is_word[t]]
             words = self.history[-max(n, 2):] + new_words  # enough words for every key below
@@ -278,15 +292,24 @@ class FluencyProcessor(LogitsProcessor):
                 banned |= self.seen.get(key, set())
                 tail = self.history[-(n - 1):] + new_words  # n-grams the row itself wrote in this window
                 banned |= {tail[i + n - 1] for i in range(len(tail) - n + 1) if tuple(tail[i:i + n - 1]) == key}
-            if banned:
-                scores[row, list(banned)] = float("-inf")
-            if bonus is not None and words:
-                if self.bigrams is not None:
-                    bonus[row, self._followers(self.bigrams, words[-1])] += self.bigram_bonus
-                if self.trigrams is not None and len(words) >= 2:
-                    key = words[-2] * self.vocab_size + words[-1]
-                    bonus[row, self._followers(self.trigrams, key)] += self.trigram_bonus
-        return scores if bonus is None else scores + bonus
+            banned_rows += [row] * len(banned)
+            banned_ids += banned
+            if words:
+                bigram_keys.append(words[-1])
+                bigram_rows.append(row)
+            if len(words) >= 2:
+                trigram_keys.append(words[-2] * self.vocab_size + words[-1])
+                trigram_rows.append(row)
+        if banned_ids:
+            scores[banned_rows, banned_ids] = float("-inf")
+        found = [self._followers(table, keys, weight, rows) for table, keys, weight, rows in (
+            (self.bigrams, bigram_keys, self.bigram_bonus, bigram_rows),
+            (self.trigrams, trigram_keys, self.trigram_bonus, trigram_rows)) if table is not None and keys]
+        if not found:
+            return scores
+        row_of, next_ids, weights = (torch.cat(part).to(scores.device) for part in zip(*found))
+        bonus = torch.zeros_like(scores).index_put_((row_of, next_ids), weights.to(scores.dtype), accumulate=True)
+        return scores + bonus
 
 
 NGRAMS_FILE = "ngrams.pt"  # in a model folder: the training data's word n-grams, for the prior
@@ -431,6 +454,7 @@ def write(model, tokenizer, digits: str, *, rules: str = "basic", prompt: str = 
     if len(pinned) > (context_length - new_per_window) // 2:
         raise PilishError(f"the topic is {len(topic_ids)} tokens long; keep it under half of the "
                           f"{context_length - new_per_window} tokens of context the model reads")
+    copies = generate_kwargs.get("num_beams") or 1
     generated, position = [], spelled.matched
     if progress is not None and position:
         progress.update(position)
@@ -443,7 +467,8 @@ def write(model, tokenizer, digits: str, *, rules: str = "basic", prompt: str = 
         output = model.generate(
             window_ids, attention_mask=torch.ones_like(window_ids), max_new_tokens=new_per_window,
             logits_processor=[processor] if fluency is None else [fluency, processor], stopping_criteria=[stopping],
-            eos_token_id=eot, pad_token_id=tokenizer.pad_token_id, use_cache=True, **generate_kwargs)
+            eos_token_id=eot, pad_token_id=tokenizer.pad_token_id, use_cache=True,
+            **shared_prefill(model, window_ids, copies), **generate_kwargs)
         new = output[0, window_ids.shape[1]:].tolist()
         if eot in new:  # the end token closes the text; what follows is padding
             new = new[:new.index(eot) + 1]
@@ -461,6 +486,27 @@ def write(model, tokenizer, digits: str, *, rules: str = "basic", prompt: str = 
     text = finish_sentence(detokenize(tokenizer, generated, words_before=words))
     return PilishText(text, generated, list(prompt_ids), spelled.matched, verify(text, digits, rules),
                       list(topic_ids))
+
+
+def _cache_argument() -> str:
+    """What `generate` and the models call the KV cache: `cache` since transformers 5.2x renamed
+    `past_key_values` (which still works there, with a warning)."""
+    from transformers.generation import utils
+    return "cache" if "cache" in getattr(utils, "ALL_CACHE_NAMES", ()) else "past_key_values"
+
+
+def shared_prefill(model, window_ids: torch.LongTensor, copies: int) -> dict:
+    """`generate`'s KV-cache argument: the cache of the window less its last token, read once and
+    repeated for each of `copies` rows ({} for one row). `generate` repeats the window for every beam
+    and would read it once per beam, 8 times the work on each of a long text's ~200 windows; given the
+    cache, it reads only the last token."""
+    if copies == 1 or window_ids.shape[1] < 2:
+        return {}
+    name = _cache_argument()
+    with torch.no_grad():
+        cache = model(window_ids[:, :-1], use_cache=True)[name]
+    cache.batch_repeat_interleave(copies)
+    return {name: cache}
 
 
 def nll_per_word(model, tokenizer, ids, prompt_ids=(), window: int = 0) -> float:

@@ -554,6 +554,37 @@ def test_fluency_processor_bans_repeats_of_the_whole_text_and_adds_the_prior():
     assert scores.tolist() == [[0, 0, inf, inf, 1, 2], [0, 0, 0, 0, inf, 0]]
 
 
+def test_fluency_processor_indexes_only_the_new_words_of_each_window_and_matches_a_fresh_one():
+    from pilish_engine import FluencyProcessor
+    is_word = torch.tensor([False] + [True] * 7)
+    size = 8
+    ngrams = {"bigrams": torch.tensor(sorted(a * size + b for a in range(1, 8) for b in (2, 5))),
+              "trigrams": torch.tensor(sorted([(1 * size + 2) * size + 6, (3 * size + 4) * size + 7]))}
+    text = [1, 2, 0, 3, 4, 1, 2, 5, 3, 4, 6, 0, 1, 2, 7, 3, 4]
+    rows = torch.tensor([[3, 4, 1, 2], [4, 0, 3, 4], [0, 7, 0, 7]])
+    kept = FluencyProcessor(is_word, no_repeat_words=3, no_immediate_repeat=True, ngrams=ngrams,
+                            bigram_bonus=1.0, trigram_bonus=0.5)
+    for end in (2, 5, 9, 12, len(text)):  # the windows of one text: each history extends the last
+        kept.restart(text[:end], prompt_length=1)
+        fresh = FluencyProcessor(is_word, no_repeat_words=3, no_immediate_repeat=True, ngrams=ngrams,
+                                 bigram_bonus=1.0, trigram_bonus=0.5)
+        fresh.restart(text[:end], prompt_length=1)
+        assert kept.seen == fresh.seen
+        assert torch.equal(kept(rows, torch.zeros(3, size)), fresh(rows, torch.zeros(3, size)))
+    # the whole text: "3 4" was followed by 1 and 6, and "1 2" by 0-skipped 3, 5 and 7
+    assert kept.seen[(3, 4)] == {1, 6} and kept.seen[(1, 2)] == {3, 5, 7}
+    scores = kept(rows, torch.zeros(3, size)).tolist()
+    inf = float("-inf")
+    # row 0 ends "1 2": 3, 5 and 7 followed "1 2" in the text, 2 is the last word; 5 and 2 follow any word (+1),
+    # 6 follows "1 2" in the data (+0.5)
+    assert scores[0] == [0, 0, inf, inf, 0, inf, 0.5, inf]
+    # row 2 ends "7 7" (its own immediate repeat, through marks): 7 is banned, 2 and 5 gain the bigram bonus
+    assert scores[2] == [0, 0, 1, 0, 0, 1, 0, inf]
+    # a history that does not extend the last one (another text) is indexed from the start
+    kept.restart([6, 6, 6], prompt_length=0)
+    assert kept.seen == {(6, 6): {6}}
+
+
 def test_fluency_processor_without_rules_changes_nothing():
     from pilish_engine import FluencyProcessor
     processor = FluencyProcessor(torch.tensor([False, True, True]))

@@ -212,6 +212,30 @@ def test_whole_text_rules_and_the_prior_keep_a_long_text_exact(model_dir, corpus
     assert found[True][0] <= found[False][0] and found[True][1] < found[False][1]
 
 
+def test_beams_share_one_read_of_each_window_and_write_the_same_text(model_dir, monkeypatch):
+    import pilish_engine
+    model, tokenizer = load_model(model_dir)
+    digits = get_digits("pi", 120)  # several windows of the 32-token model
+    caches, real_generate = [], model.generate
+
+    def recording_generate(window_ids, **kwargs):
+        cache = kwargs.get(pilish_engine._cache_argument())
+        if cache is None:  # only the first window, <|endoftext|> alone, has nothing to share
+            assert window_ids.tolist() == [[tokenizer.eos_token_id]]
+        else:
+            caches.append((window_ids.shape[1], cache.get_seq_length(), cache.layers[0].keys.shape[0]))
+        return real_generate(window_ids, **kwargs)
+
+    monkeypatch.setattr(model, "generate", recording_generate)
+    shared = pilish.write(model, tokenizer, digits, **pilish.decoding_settings("beam", 3))
+    # every window came with a cache of all its tokens but the last, one copy per beam
+    assert len(caches) > 2 and all(cached == length - 1 and rows == 3 for length, cached, rows in caches)
+    monkeypatch.setattr(model, "generate", real_generate)
+    monkeypatch.setattr(pilish_engine, "shared_prefill", lambda model, window_ids, copies: {})
+    alone = pilish.write(model, tokenizer, digits, **pilish.decoding_settings("beam", 3))
+    assert shared.ids == alone.ids and shared.verification.ok
+
+
 def torch_equal(a, b):
     import torch
     return torch.equal(a, b)

@@ -146,6 +146,15 @@ BUGS = [
         [T + "test_pilish_generate.py"]),
     Bug("zero_beams_accepted", "pilish_engine.py", "if num_beams < 1:", "if num_beams < 0:",
         [T + "test_pilish_generate.py"]),
+    Bug("window_index_skips_boundary_ngram", "pilish_engine.py",
+        "for i in range(max(0, len(self.history) - n + 1), len(words) - n + 1):",
+        "for i in range(len(self.history), len(words) - n + 1):", [T + "test_pilish.py"]),
+    Bug("prefill_reads_the_last_token_too", "pilish_engine.py",
+        "cache = model(window_ids[:, :-1], use_cache=True)[name]",
+        "cache = model(window_ids, use_cache=True)[name]", [T + "test_pilish_generate.py"]),
+    Bug("prior_followers_shifted", "pilish_engine.py",
+        "first = torch.repeat_interleave(lo - (counts.cumsum(0) - counts), counts)",
+        "first = torch.repeat_interleave(lo - counts.cumsum(0) + 1, counts)", [T + "test_pilish.py"]),
 ]
 
 
