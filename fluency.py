@@ -9,6 +9,8 @@ real text under the model that wrote it). These counts instead compare a text wi
     Tom" is how stories write), as a share of all word bigrams.
   * good sentence ends: the share of sentences (words up to . ! ?) whose last two words end a
     sentence somewhere in the reference ("she smiled." yes, "and it." no).
+  * words per sentence: words per closing mark. The stories' sentences are short (about 9 words);
+    a text that seldom ends one runs on ("he looked under the water suddenly something amazing ...").
   * bad quotes: quote marks that do not read as dialogue. An opening quote must start a sentence or
     follow "," or ":" after a word that introduces speech in the reference (`said, "`); a closing
     quote must follow . ! ? or "," (`go!"`). `finally," that's` and `said," i'm? "i` fail.
@@ -144,6 +146,7 @@ class Fluency:
     good_ends: int = 0
     quotes: int = 0
     bad_quotes: int = 0
+    words: int = 0
 
     def __add__(self, other: "Fluency") -> "Fluency":
         return Fluency(*(a + b for a, b in zip(vars(self).values(), vars(other).values())))
@@ -165,6 +168,11 @@ class Fluency:
         return self.good_ends / self.sentences if self.sentences else float("nan")
 
     @property
+    def words_per_sentence(self) -> float:
+        """Words per closing mark (a text with none is one sentence)."""
+        return self.words / max(self.sentences, 1) if self.words else float("nan")
+
+    @property
     def bad_quote_share(self) -> float:
         return self.bad_quotes / self.quotes if self.quotes else 0.0
 
@@ -180,4 +188,4 @@ def measure(text: str, reference: Reference) -> Fluency:
         trigrams=len(trigrams), trigram_hits=sum(t in reference.trigrams for t in trigrams),
         repeats=sum(a == b and a[0].isalpha() for a, b in zip(text_tokens, text_tokens[1:])),
         sentences=len(ends), good_ends=sum(word in reference.sentence_final for word in ends),
-        quotes=text_tokens.count('"'), bad_quotes=bad_quotes(text_tokens, reference))
+        quotes=text_tokens.count('"'), bad_quotes=bad_quotes(text_tokens, reference), words=len(text_words))

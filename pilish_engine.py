@@ -229,7 +229,9 @@ class FluencyProcessor(LogitsProcessor):
     """Rules over the whole text so far, not just the window the model sees, so they survive the
     sliding window of a long text: no word twice in a row ("a a"), no word n-gram the text already
     has, and a bonus for the words that follow the last one or two words somewhere in the training
-    data (a prior from real text next to the model's scores).
+    data (a prior from real text next to the model's scores), and for the marks that follow the last
+    two tokens there (`home .`, `said ,`, `, "`): without it the word prior crowds the marks out and
+    the sentences run on.
 
     Words are the word tokens (marks in between are skipped, as a reader skips them). Bans set a
     score to -inf; put this processor before PilishLogitsProcessor, whose mask comes last and which
@@ -237,7 +239,8 @@ class FluencyProcessor(LogitsProcessor):
     """
 
     def __init__(self, is_word: torch.BoolTensor, no_repeat_words: int = 0, no_immediate_repeat: bool = False,
-                 ngrams: dict | None = None, bigram_bonus: float = 0.0, trigram_bonus: float = 0.0):
+                 ngrams: dict | None = None, bigram_bonus: float = 0.0, trigram_bonus: float = 0.0,
+                 mark_bonus: float = 0.0):
         self.is_word = is_word.tolist()
         self.vocab_size = len(self.is_word)
         self.no_repeat_words = no_repeat_words
@@ -245,7 +248,8 @@ class FluencyProcessor(LogitsProcessor):
         ngrams = ngrams or {}
         self.bigrams = ngrams.get("bigrams") if bigram_bonus else None
         self.trigrams = ngrams.get("trigrams") if trigram_bonus else None
-        self.bigram_bonus, self.trigram_bonus = bigram_bonus, trigram_bonus
+        self.marks = ngrams.get("marks") if mark_bonus else None  # older ngrams.pt files have none
+        self.bigram_bonus, self.trigram_bonus, self.mark_bonus = bigram_bonus, trigram_bonus, mark_bonus
         self.history, self.seen = [], {}
         self.restart([], 0)
 
@@ -262,6 +266,7 @@ class FluencyProcessor(LogitsProcessor):
             for i in range(max(0, len(self.history) - n + 1), len(words) - n + 1):
                 self.seen.setdefault(tuple(words[i:i + n - 1]), set()).add(words[i + n - 1])
         self.history = words
+        self.last_tokens = list(history[-2:])
         self.prompt_length = prompt_length
 
     def _followers(self, table, keys: list[int], weight: float, rows: list[int]):
@@ -280,7 +285,7 @@ class FluencyProcessor(LogitsProcessor):
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
         n = self.no_repeat_words
         banned_rows, banned_ids = [], []
-        bigram_keys, trigram_keys, bigram_rows, trigram_rows = [], [], [], []
+        bigram_keys, trigram_keys, bigram_rows, trigram_rows, mark_keys, mark_rows = [], [], [], [], [], []
         for row, ids in enumerate(input_ids[:, self.prompt_length:].tolist()):
             new_words = [t for t in ids if t < self.vocab_size and self.is_word[t]]
             words = self.history[-max(n, 2):] + new_words  # enough words for every key below
@@ -300,11 +305,16 @@ class FluencyProcessor(LogitsProcessor):
             if len(words) >= 2:
                 trigram_keys.append(words[-2] * self.vocab_size + words[-1])
                 trigram_rows.append(row)
+            last = (self.last_tokens + ids)[-2:]
+            if len(last) == 2 and max(last) < self.vocab_size:
+                mark_keys.append(last[0] * self.vocab_size + last[1])
+                mark_rows.append(row)
         if banned_ids:
             scores[banned_rows, banned_ids] = float("-inf")
         found = [self._followers(table, keys, weight, rows) for table, keys, weight, rows in (
             (self.bigrams, bigram_keys, self.bigram_bonus, bigram_rows),
-            (self.trigrams, trigram_keys, self.trigram_bonus, trigram_rows)) if table is not None and keys]
+            (self.trigrams, trigram_keys, self.trigram_bonus, trigram_rows),
+            (self.marks, mark_keys, self.mark_bonus, mark_rows)) if table is not None and keys]
         if not found:
             return scores
         row_of, next_ids, weights = (torch.cat(part).to(scores.device) for part in zip(*found))
@@ -328,22 +338,27 @@ def save_ngrams(folder, table: dict) -> None:
 
 
 def ngram_table(tokenizer, stories, min_count: int = 1) -> dict:
-    """{"bigrams", "trigrams"}: sorted int64 tensors of the word bigrams (a * V + b) and trigrams
-    ((a * V + b) * V + c) of `stories` (V = vocabulary size) that occur at least `min_count` times;
-    marks between words are skipped, n-grams do not span stories. For FluencyProcessor's prior."""
+    """{"bigrams", "trigrams", "marks"}: sorted int64 tensors of the word bigrams (a * V + b) and
+    trigrams ((a * V + b) * V + c) of `stories` (V = vocabulary size), marks between words skipped,
+    and of the marks that follow a token (t * V + mark: `said ,`, `, "`, `home .`), each occurring
+    at least `min_count` times; none spans stories. For FluencyProcessor's prior."""
     from collections import Counter
     vocab = tokenizer.convert_ids_to_tokens(list(range(len(tokenizer))))
     is_word = [_is_word_token(token) for token in vocab]
+    is_mark = [_is_punctuation_token(token) for token in vocab]
     size = len(vocab)
-    counts = {2: Counter(), 3: Counter()}
+    counts = {2: Counter(), 3: Counter(), "marks": Counter()}
+    unk = tokenizer.unk_token_id
     stories = list(stories)
     for start in range(0, len(stories), 1000):
         for ids in tokenizer(stories[start:start + 1000], add_special_tokens=False)["input_ids"]:
             words = [t for t in ids if is_word[t] and t != tokenizer.unk_token_id]
             counts[2].update(a * size + b for a, b in zip(words, words[1:]))
             counts[3].update((a * size + b) * size + c for a, b, c in zip(words, words[1:], words[2:]))
+            counts["marks"].update((a * size + b) * size + c for a, b, c in zip(ids, ids[1:], ids[2:])
+                                   if is_mark[c] and unk not in (a, b))
     return {name: torch.tensor(sorted(k for k, c in counts[n].items() if c >= min_count), dtype=torch.long)
-            for name, n in (("bigrams", 2), ("trigrams", 3))}
+            for name, n in (("bigrams", 2), ("trigrams", 3), ("marks", "marks"))}
 
 
 class PilishStoppingCriteria(StoppingCriteria):
@@ -416,7 +431,8 @@ def check_prompt(tokenizer, prompt: str, digits: str, rules: str = "basic"):
 def write(model, tokenizer, digits: str, *, rules: str = "basic", prompt: str = "", topic: str = "",
           window: int = 0, allow_punctuation: bool = True, punctuation_lookahead: bool = True,
           no_repeat_words: int = 0, no_immediate_repeat: bool = False, ngrams: dict | None = None,
-          bigram_bonus: float = 0.0, trigram_bonus: float = 0.0, progress=None, **generate_kwargs) -> PilishText:
+          bigram_bonus: float = 0.0, trigram_bonus: float = 0.0, mark_bonus: float = 0.0, progress=None,
+          **generate_kwargs) -> PilishText:
     """Make `model` write Pilish that spells `digits` under `rules`, continuing `prompt`.
 
     The prompt's own words must spell the first digits. `topic` is text the model reads first, to
@@ -426,7 +442,7 @@ def write(model, tokenizer, digits: str, *, rules: str = "basic", prompt: str = 
     to `generate` seeing the last 3/4 of a window while the processor carries the digit position
     over; the topic stays pinned at the start of every window, so a long text keeps its subject.
     `no_repeat_words`, `no_immediate_repeat`, and `ngrams` (from `ngram_table`) with
-    `bigram_bonus` / `trigram_bonus` go to a FluencyProcessor, which sees the whole text, not just
+    `bigram_bonus` / `trigram_bonus` / `mark_bonus` go to a FluencyProcessor, which sees the whole text, not just
     the window. `generate_kwargs` go to `model.generate` (see `decoding_settings`); `progress`, if
     given, is a tqdm-like object whose `update(n)` hears of every n digits spelled.
     """
@@ -440,9 +456,9 @@ def write(model, tokenizer, digits: str, *, rules: str = "basic", prompt: str = 
         banned_ids=tokenizer.all_special_ids, end_ids=[eot], start_digit=spelled.matched)
     stopping = PilishStoppingCriteria(processor)
     fluency = None
-    if no_repeat_words or no_immediate_repeat or (ngrams and (bigram_bonus or trigram_bonus)):
+    if no_repeat_words or no_immediate_repeat or (ngrams and (bigram_bonus or trigram_bonus or mark_bonus)):
         fluency = FluencyProcessor(processor.is_word, no_repeat_words, no_immediate_repeat, ngrams,
-                                   bigram_bonus, trigram_bonus)
+                                   bigram_bonus, trigram_bonus, mark_bonus)
     context_length = context_window(model, window)
     if context_length < 4:
         raise PilishError(f"a context window of {context_length} tokens is too short to write in; use 4 or more")

@@ -30,6 +30,7 @@ NO_REPEAT_WORDS = 3  # never repeat a run of this many words anywhere in the tex
 NO_IMMEDIATE_REPEAT = True  # never the same word twice in a row ("a a"), even with a mark between
 BIGRAM_BONUS = 2.0  # score added to words that follow the last word in the training data (MODEL_DIR/ngrams.pt)
 TRIGRAM_BONUS = 2.0  # score added to words that follow the last two words in the training data
+MARK_BONUS = 3.0  # score added to marks (. , ! ? ") that follow the last two tokens in the training data
 NUM_SAMPLES = 1  # texts to write
 PROMPT = ""  # optional opening words, which must themselves spell the first digits
 TOPIC = ""  # optional text the model reads first, to say what the Pilish is about (spells no digits, not printed)
@@ -123,9 +124,14 @@ def main(config):
     model, tokenizer = load_model(config.MODEL_DIR)
     pilish.check_prompt(tokenizer, config.PROMPT, digits, config.RULES)  # before any warning about its words
     warn_unknown_words(tokenizer, f"{config.TOPIC} {config.PROMPT}")
-    ngrams = pilish.load_ngrams(config.MODEL_DIR) if config.BIGRAM_BONUS or config.TRIGRAM_BONUS else None
-    if ngrams is None and (config.BIGRAM_BONUS or config.TRIGRAM_BONUS):
+    prior = config.BIGRAM_BONUS or config.TRIGRAM_BONUS or config.MARK_BONUS
+    ngrams = pilish.load_ngrams(config.MODEL_DIR) if prior else None
+    if ngrams is None and prior:
         print(f"note: no {pilish.NGRAMS_FILE} in {config.MODEL_DIR} (train_model.py saves it), so no n-gram prior",
+              file=sys.stderr)
+    elif prior and config.MARK_BONUS and "marks" not in ngrams:
+        print(f"note: {config.MODEL_DIR}/{pilish.NGRAMS_FILE} predates MARK_BONUS (it has no marks), so no mark "
+              "prior; run the same train_model.py command again: it trains no further and saves a new one",
               file=sys.stderr)
     name = digits_name(config.DIGITS)
     texts = []
@@ -140,7 +146,7 @@ def main(config):
                 allow_punctuation=config.ALLOW_PUNCTUATION, punctuation_lookahead=config.PUNCTUATION_LOOKAHEAD,
                 no_repeat_words=config.NO_REPEAT_WORDS, no_immediate_repeat=config.NO_IMMEDIATE_REPEAT,
                 ngrams=ngrams, bigram_bonus=config.BIGRAM_BONUS, trigram_bonus=config.TRIGRAM_BONUS,
-                progress=progress, **decoding)
+                mark_bonus=config.MARK_BONUS, progress=progress, **decoding)
         seconds = time.perf_counter() - started
         texts.append(written.text)
         words = sum(1 for word in pilish.WORD_RE.findall(written.text) if pilish.letters_in(word))

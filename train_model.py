@@ -40,7 +40,7 @@ LOSS_CHUNK_SIZE = 0  # tokens per chunk of that loss (0 = 512 on a CPU, 2048 on 
 NUM_PROC = 0  # processes for tokenizing (0 = one per CPU core for large data, else 1)
 DATALOADER_WORKERS = -1  # processes reading batches ahead (-1 = 4 on a GPU, so it never waits; 0 on a CPU)
 SEED = 42  # same seed, same data order and initial weights
-NGRAM_STORIES = 50_000  # stories whose word bigrams/trigrams are saved as ngrams.pt, pilish_generate's prior (0 = none)
+NGRAM_STORIES = 50_000  # stories whose word n-grams and marks go to ngrams.pt, pilish_generate's prior (0 = none)
 OVERWRITE = False  # start afresh over a model or checkpoints in MODEL_DIR made with another tokenizer or settings
 
 import json

@@ -48,6 +48,11 @@ SEARCH_VARIANTS = {
                                                   no_immediate_repeat=True, no_repeat_words=3),
     "bi + trigram prior 3 + 3, text rules": dict(BEFORE, bigram_bonus=3.0, trigram_bonus=3.0,
                                                   no_immediate_repeat=True, no_repeat_words=3),
+    "defaults, no mark prior": dict(mark_bonus=0.0),
+    "defaults, mark prior 1": dict(mark_bonus=1.0),
+    "defaults, mark prior 2": dict(mark_bonus=2.0),
+    "defaults, mark prior 4": dict(mark_bonus=4.0),
+    "mark prior 3 alone": dict(BEFORE, mark_bonus=3.0),
     "defaults, beams 16": dict(num_beams=16),
     "defaults, beams 4": dict(num_beams=4),
 }
@@ -72,7 +77,7 @@ def main(config):
     digits = get_digits("pi", config.NUM_DIGITS)
     seeds = [config.SEED + i for i in range(config.NUM_SEEDS if config.DECODING == "sample" else 1)]
     headers = ["variant", "bigrams", "trigrams", "held-out bigrams", "held-out trigrams", "immediate repeats",
-               "good sentence ends", "bad quotes", "exact", "s/text"]
+               "good sentence ends", "words/sentence", "bad quotes", "exact", "s/text"]
     rows = []
     with torch.inference_mode():
         for name in config.VARIANTS:
@@ -85,6 +90,7 @@ def main(config):
             exact = [ok for _, ok, _ in texts]
             rows.append([name, percent(train.bigram_share), percent(train.trigram_share), percent(held.bigram_share),
                          percent(held.trigram_share), percent(train.repeat_share), percent(train.good_end_share),
+                         f"{train.words_per_sentence:.1f}",
                          f"{train.bad_quotes}/{train.quotes}", f"{'✓' if all(exact) else '✗'} {sum(exact)}/{len(exact)}",
                          f"{seconds:.1f}"])
             print(" | ".join(rows[-1]), flush=True)

@@ -53,7 +53,7 @@ def train(config, train_path, valid_path, folder):
 
 # pilish_generate's settings before issue 11 (a sliding window's repetition rules only, no prior)
 BEFORE = dict(no_repeat_ngram_size=3, repetition_penalty=1.2, no_repeat_words=0, no_immediate_repeat=False,
-              bigram_bonus=0.0, trigram_bonus=0.0)
+              bigram_bonus=0.0, trigram_bonus=0.0, mark_bonus=0.0)
 
 
 def pilish_texts(model, tokenizer, digits, seeds, decoding, num_beams=None, **options):
@@ -66,12 +66,13 @@ def pilish_texts(model, tokenizer, digits, seeds, decoding, num_beams=None, **op
                     punctuation_lookahead=defaults.PUNCTUATION_LOOKAHEAD, no_repeat_ngram_size=defaults.NO_REPEAT_NGRAM_SIZE,
                     repetition_penalty=defaults.REPETITION_PENALTY, no_repeat_words=defaults.NO_REPEAT_WORDS,
                     no_immediate_repeat=defaults.NO_IMMEDIATE_REPEAT, bigram_bonus=defaults.BIGRAM_BONUS,
-                    trigram_bonus=defaults.TRIGRAM_BONUS, topic=defaults.TOPIC)
+                    trigram_bonus=defaults.TRIGRAM_BONUS, mark_bonus=defaults.MARK_BONUS, topic=defaults.TOPIC)
     settings.update(options)
     settings.update(pilish.decoding_settings(
         decoding, num_beams or defaults.NUM_BEAMS, defaults.TEMPERATURE, defaults.TOP_K, defaults.TOP_P,
         settings.pop("no_repeat_ngram_size"), settings.pop("repetition_penalty")))
-    ngrams = pilish.load_ngrams(model.name_or_path) if settings["bigram_bonus"] or settings["trigram_bonus"] else None
+    prior = settings["bigram_bonus"] or settings["trigram_bonus"] or settings["mark_bonus"]
+    ngrams = pilish.load_ngrams(model.name_or_path) if prior else None
     texts = []
     for seed in seeds:
         set_seed(seed)
@@ -183,7 +184,7 @@ def main(config):
         (f"real stories, held out, {config.VALID_WORDS} words (reference)", None, real_text_rows),
     ]
     headers = ["setting", "texts", "bigrams", "trigrams", "held-out bigrams", "held-out trigrams",
-               "immediate repeats", "good sentence ends", "bad quotes", "NLL/word", "exact", "s/text"]
+               "immediate repeats", "good sentence ends", "words/sentence", "bad quotes", "NLL/word", "exact", "s/text"]
     rows = []
     with torch.inference_mode():
         for label, n, make in settings:
@@ -199,7 +200,8 @@ def main(config):
                 label, len(texts), percent(train_counts.bigram_share), percent(train_counts.trigram_share),
                 percent(held_counts.bigram_share), percent(held_counts.trigram_share),
                 percent(train_counts.repeat_share), percent(train_counts.good_end_share),
-                f"{train_counts.bad_quotes}/{train_counts.quotes}", f"{median(nlls):.3f}",
+                f"{train_counts.words_per_sentence:.1f}", f"{train_counts.bad_quotes}/{train_counts.quotes}",
+                f"{median(nlls):.3f}",
                 "–" if exact[0] is None else f"{'✓' if all(exact) else '✗'} {sum(exact)}/{len(exact)}",
                 "–" if n is None else f"{seconds:.1f}"])
             print(" | ".join(str(cell) for cell in rows[-1]), flush=True)
@@ -218,7 +220,7 @@ def main(config):
         f"({references['train'].words:,} words, what the model saw), and in held-out text ({valid_path.name} "
         f"less the real-text row: {references['held out'].words:,} words, seen by neither the model nor the "
         f"prior); immediate repeats: bigrams of one word twice; good sentence ends: sentences whose last two "
-        f"words end a sentence in {train_path.name}; bad quotes: quote marks that do not read as dialogue / all",
+        f"words end a sentence in {train_path.name}; words/sentence: words per closing mark; bad quotes: quote marks that do not read as dialogue / all",
         "before: pilish_generate's settings before issue 11 (no_repeat_ngram_size 3 and repetition_penalty "
         "1.2 within the window, nothing over the whole text, no prior); otherwise its defaults; beam rows "
         f"are deterministic (one text), sample rows use seeds {seeds[0]}–{seeds[-1]}",

@@ -37,6 +37,7 @@ def test_hand_counted_text():
     assert counts.repeats == 1  # "the the"
     # sentences end on (ball, ran) no, (go, home) yes, (red, ball) yes
     assert (counts.sentences, counts.good_ends) == (3, 2)
+    assert counts.words == 14 and math.isclose(counts.words_per_sentence, 14 / 3)
     # quotes: `ran, "` opens after a word that introduces no speech: bad; `!"`, `said, "`, `."` are right
     assert (counts.quotes, counts.bad_quotes) == (4, 1)
     assert math.isclose(counts.bigram_share, 7 / 13) and math.isclose(counts.repeat_share, 1 / 13)
@@ -50,6 +51,8 @@ def test_a_text_starting_with_dialogue_and_an_empty_text():
     assert fluency.measure("Tom ran. Tom ran ran.", reference).repeats == 1  # "Tom. Tom" is no repeat
     empty = fluency.measure("", reference)
     assert empty.bigrams == 0 and math.isnan(empty.bigram_share) and empty.bad_quote_share == 0
+    assert math.isnan(empty.words_per_sentence)
+    assert fluency.measure("tom ran and ran home", reference).words_per_sentence == 5  # no mark: one sentence
 
 
 def test_real_looking_stories_score_high_against_themselves(tmp_path):

@@ -585,6 +585,24 @@ def test_fluency_processor_indexes_only_the_new_words_of_each_window_and_matches
     assert kept.seen == {(6, 6): {6}}
 
 
+def test_fluency_processor_adds_the_mark_prior_after_the_last_two_tokens_even_across_windows():
+    from pilish_engine import FluencyProcessor
+    is_word = torch.tensor([False, False, True, True, True])  # ids 0 (".") and 1 (",") are marks
+    size = 5
+    # in the data: "2 3 ." and "3 , 1"... and ", 4 ." is no key a row below ends on
+    marks = torch.tensor(sorted([(2 * size + 3) * size + 0, (3 * size + 1) * size + 0, (1 * size + 4) * size + 0]))
+    processor = FluencyProcessor(is_word, ngrams={"marks": marks}, mark_bonus=3.0)
+    processor.restart([4, 2, 3], prompt_length=3)  # the window's text ends "2 3"; nothing new yet
+    rows = torch.tensor([[4, 2, 3], [4, 2, 3]])
+    assert processor(rows, torch.zeros(2, size)).tolist() == [[3, 0, 0, 0, 0]] * 2
+    rows = torch.tensor([[4, 2, 3, 1], [4, 2, 3, 4]])  # new tokens "," and 4: "3 ," and "3 4" end them
+    assert processor(rows, torch.zeros(2, size)).tolist() == [[3, 0, 0, 0, 0], [0, 0, 0, 0, 0]]
+    # an ngrams.pt saved before the mark prior has no "marks": the bonus is off, nothing breaks
+    old = FluencyProcessor(is_word, ngrams={"bigrams": torch.tensor([2 * size + 3])}, mark_bonus=3.0)
+    old.restart([4, 2, 3], prompt_length=3)
+    assert old(torch.tensor([[4, 2, 3]]), torch.zeros(1, size)).tolist() == [[0] * size]
+
+
 def test_fluency_processor_without_rules_changes_nothing():
     from pilish_engine import FluencyProcessor
     processor = FluencyProcessor(torch.tensor([False, True, True]))

@@ -192,6 +192,36 @@ def repeats(words, n):
     return len(grams) - len(set(grams))
 
 
+def test_ngram_table_counts_word_ngrams_across_marks_and_the_marks_after_two_tokens(tokenizer_dir):
+    from common import load_tokenizer
+    tokenizer = load_tokenizer(tokenizer_dir)
+    size = len(tokenizer)
+    table = pilish.ngram_table(tokenizer, ['Mom said, "Let\'s play!"', "I am so happy."])
+
+    def ids(*tokens):
+        found = tokenizer.convert_tokens_to_ids(list(tokens))
+        assert tokenizer.unk_token_id not in found
+        return found
+
+    def keys(*grams):
+        out = []
+        for gram in grams:
+            key = 0
+            for token_id in ids(*gram):
+                key = key * size + token_id
+            out.append(key)
+        return sorted(out)
+
+    assert table["bigrams"].tolist() == keys(("▁mom", "▁said"), ("▁said", "▁let's"), ("▁let's", "▁play"),
+                                             ("▁i", "▁am"), ("▁am", "▁so"), ("▁so", "▁happy"))
+    assert table["trigrams"].tolist() == keys(("▁mom", "▁said", "▁let's"), ("▁said", "▁let's", "▁play"),
+                                              ("▁i", "▁am", "▁so"), ("▁am", "▁so", "▁happy"))
+    # the marks that follow two tokens: `mom said ,`, `said , "`, `let's play !`, `play ! "`, `so happy .`
+    assert table["marks"].tolist() == keys(("▁mom", "▁said", ","), ("▁said", ",", '▁"'), ("▁let's", "▁play", "!"),
+                                           ("▁play", "!", '"'), ("▁so", "▁happy", "."))
+    assert pilish.ngram_table(tokenizer, ["Mom said, mom said."], min_count=2)["marks"].tolist() == []
+
+
 def test_whole_text_rules_and_the_prior_keep_a_long_text_exact(model_dir, corpus_file, tmp_path):
     import fluency
     model, tokenizer = load_model(model_dir)
@@ -267,12 +297,16 @@ def test_beam_settings_reach_write_and_generate(model_dir, monkeypatch, capsys):
                                "--no_repeat_ngram_size=4", "--repetition_penalty=1.4", "--rules=standard",
                                "--punctuation_lookahead=false", "--context_length=20", "--prompt=Tom, a",
                                "--topic=A dog.", "--no_repeat_words=4", "--no_immediate_repeat=false",
-                               "--bigram_bonus=1.5", "--trigram_bonus=0.5"])
+                               "--bigram_bonus=1.5", "--trigram_bonus=0.5", "--mark_bonus=0.7"])
     assert "✓ 12/12 digits of pi" in capsys.readouterr().out
     (write,) = writes
     assert (write["rules"], write["prompt"], write["window"], write["topic"]) == ("standard", "Tom, a", 20, "A dog.")
     assert (write["no_repeat_words"], write["no_immediate_repeat"], write["bigram_bonus"],
-            write["trigram_bonus"]) == (4, False, 1.5, 0.5)
+            write["trigram_bonus"], write["mark_bonus"]) == (4, False, 1.5, 0.5, 0.7)
+    assert set(write["ngrams"]) == {"bigrams", "trigrams", "marks"}  # train_model.py saved them
+    fluency = generates[0]["logits_processor"][0]
+    assert (fluency.bigram_bonus, fluency.trigram_bonus, fluency.mark_bonus) == (1.5, 0.5, 0.7)
+    assert fluency.marks is not None and len(fluency.marks) > 0
     assert write["allow_punctuation"] is True and write["punctuation_lookahead"] is False
     for call in generates:
         assert (call["num_beams"], call["do_sample"], call["no_repeat_ngram_size"], call["repetition_penalty"]) == (
@@ -281,6 +315,26 @@ def test_beam_settings_reach_write_and_generate(model_dir, monkeypatch, capsys):
         assert processor.rules == "standard" and processor.punctuation_lookahead is False
         assert call["attention_mask"].shape[1] <= 20 - 20 // 4  # the window: 3/4 of CONTEXT_LENGTH
     assert len(generates) >= 1
+
+
+def test_a_model_without_ngrams_or_with_an_old_one_writes_without_that_prior(model_dir, tmp_path, capsys):
+    import shutil
+    import torch
+    folder = tmp_path / "model"
+    shutil.copytree(model_dir, folder, ignore=shutil.ignore_patterns("checkpoint-*"))
+    table = torch.load(folder / pilish.NGRAMS_FILE)
+    torch.save({"bigrams": table["bigrams"], "trigrams": table["trigrams"]}, folder / pilish.NGRAMS_FILE)
+    run_main(pilish_generate, [f"--model_dir={folder}", "--num_digits=12", "--num_beams=2"])
+    captured = capsys.readouterr()
+    assert "✓ 12/12 digits of pi" in captured.out
+    assert "predates MARK_BONUS" in captured.err and "run the same train_model.py command again" in captured.err
+    (folder / pilish.NGRAMS_FILE).unlink()
+    run_main(pilish_generate, [f"--model_dir={folder}", "--num_digits=12", "--num_beams=2"])
+    captured = capsys.readouterr()
+    assert "✓ 12/12 digits of pi" in captured.out and "so no n-gram prior" in captured.err
+    run_main(pilish_generate, [f"--model_dir={folder}", "--num_digits=12", "--num_beams=2", "--bigram_bonus=0",
+                               "--trigram_bonus=0", "--mark_bonus=0"])
+    assert "prior" not in capsys.readouterr().err  # no prior asked for: no note
 
 
 def test_sampling_settings_reach_generate(model_dir, monkeypatch, capsys):
