@@ -296,7 +296,7 @@ class FluencyProcessor(LogitsProcessor):
                 key = tuple(words[-(n - 1):])
                 banned |= self.seen.get(key, set())
                 tail = self.history[-(n - 1):] + new_words  # n-grams the row itself wrote in this window
-                banned |= {tail[i + n - 1] for i in range(len(tail) - n + 1) if tuple(tail[i:i + n - 1]) == key}
+                banned |= {gram[-1] for gram in zip(*(tail[k:] for k in range(n))) if gram[:-1] == key}
             banned_rows += [row] * len(banned)
             banned_ids += banned
             if words:

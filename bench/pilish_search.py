@@ -53,6 +53,8 @@ SEARCH_VARIANTS = {
     "defaults, mark prior 2": dict(mark_bonus=2.0),
     "defaults, mark prior 4": dict(mark_bonus=4.0),
     "mark prior 3 alone": dict(BEFORE, mark_bonus=3.0),
+    "defaults, no window rules": dict(no_repeat_ngram_size=0, repetition_penalty=1.0),
+    "defaults, no repetition penalty": dict(repetition_penalty=1.0),
     "defaults, beams 16": dict(num_beams=16),
     "defaults, beams 4": dict(num_beams=4),
 }
