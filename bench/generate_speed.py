@@ -5,11 +5,13 @@
     python bench/generate_speed.py --num_digits_long=300 --record=false   # a quick check
 
 Batch of one, KV cache on. Free sampling is forced to write exactly NEW_TOKENS tokens; the Pilish runs
-go through pilish.write with pilish_generate's defaults (no-repeat 3-grams, repetition
-penalty, sliding window) and spell as many digits as make about NEW_TOKENS tokens; their speed is
+go through pilish.write with pilish_generate's window rules (no-repeat 3-grams, repetition
+penalty, sliding window; not the whole-text rules and priors) and spell as many digits as make about
+NEW_TOKENS tokens: the cost of the Pilish mask itself. Their speed is
 counted over the tokens they actually wrote. Each sampling row is measured with torch's default
 thread count and with one thread: on 2 cores a batch-1 step is too small to split well.
-Then one NUM_DIGITS_LONG-digit run with pilish_generate's defaults (beam), checked with pilish.verify,
+Then one NUM_DIGITS_LONG-digit run with all of pilish_generate's defaults (beam, whole-text rules,
+n-gram priors from MODEL_DIR/ngrams.pt), checked with pilish.verify,
 with the thread count that made the short beam runs faster.
 Appends the table to BENCHMARKS.md.
 """
@@ -139,7 +141,11 @@ def main(config):
     beam_ms = {threads: ms_per_token(index) for index, (label, threads, _) in enumerate(rows_to_run)
                if label.startswith("Pilish beam")}
     long_threads = config.LONG_RUN_THREADS or min(beam_ms, key=beam_ms.get)
-    long_settings = pilish_settings(pilish_generate.DECODING, num_beams=pilish_generate.NUM_BEAMS)
+    long_settings = dict(  # all of pilish_generate's defaults: the whole-text rules and the priors too
+        pilish_settings(pilish_generate.DECODING, num_beams=pilish_generate.NUM_BEAMS),
+        no_repeat_words=pilish_generate.NO_REPEAT_WORDS, no_immediate_repeat=pilish_generate.NO_IMMEDIATE_REPEAT,
+        ngrams=pilish.load_ngrams(config.MODEL_DIR), bigram_bonus=pilish_generate.BIGRAM_BONUS,
+        trigram_bonus=pilish_generate.TRIGRAM_BONUS, mark_bonus=pilish_generate.MARK_BONUS)
     print(f"  one {config.NUM_DIGITS_LONG:,}-digit run ({pilish_generate.DECODING}, {pilish_generate.NUM_BEAMS} beams, "
           f"{long_threads} thread{'s' * (long_threads > 1)}) ...")
     torch.set_num_threads(long_threads)
@@ -161,7 +167,8 @@ def main(config):
         f"(no_repeat_ngram_size {pilish_generate.NO_REPEAT_NGRAM_SIZE}, "
         f"repetition_penalty {pilish_generate.REPETITION_PENALTY}, "
         f"window of {model.config.n_positions} tokens sliding every {model.config.n_positions // 4}); "
-        f"beam rows count the tokens of the text returned",
+        f"beam rows count the tokens of the text returned; the long run adds the defaults' whole-text rules and "
+        f"n-gram priors (MODEL_DIR/ngrams.pt{'' if long_settings['ngrams'] else ': none, so no prior'})",
         *([f"threads: free sampling takes {free_ms[default_threads]:.2f} ms/token with {default_threads} threads "
            f"and {free_ms[1]:.2f} with 1 ({free_ms[default_threads] / free_ms[1]:.2f}x)"] if 1 in free_ms
           and default_threads != 1 else []),

@@ -26,7 +26,6 @@ from _bench import data_file, report  # first: it puts the repo root on sys.path
 from common import UserError, load_model, run_script
 from quality import BEFORE, held_out_stories, percent, pilish_texts
 
-OFF = dict(no_repeat_words=0, no_immediate_repeat=False, bigram_bonus=0.0, trigram_bonus=0.0)
 # name: pilish.write options on top of pilish_generate's defaults
 SEARCH_VARIANTS = {
     "before": BEFORE,
