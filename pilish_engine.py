@@ -15,7 +15,7 @@ from typing import Iterable
 import torch
 from transformers import LogitsProcessor, StoppingCriteria
 
-from common import detokenize, split_words, token_nll
+from common import SPACE_MARK, detokenize, split_words, token_nll
 from pilish import (CLOSING_MARKS, DECODINGS, FALLBACK_SCORE, MARK, OTHER, WORD, PilishError,
                     Verification, _can_finish, _check_digit_string, _is_punctuation_token, _is_quote_token,
                     _is_word_token, _moves, check_rules, check_spellable, digits_of_word, letters_in, verify)
@@ -240,7 +240,7 @@ class FluencyProcessor(LogitsProcessor):
 
     def __init__(self, is_word: torch.BoolTensor, no_repeat_words: int = 0, no_immediate_repeat: bool = False,
                  ngrams: dict | None = None, bigram_bonus: float = 0.0, trigram_bonus: float = 0.0,
-                 mark_bonus: float = 0.0):
+                 mark_bonus: float = 0.0, quotes: tuple[Iterable[int], Iterable[int]] = ((), ())):
         self.is_word = is_word.tolist()
         self.vocab_size = len(self.is_word)
         self.no_repeat_words = no_repeat_words
@@ -250,7 +250,10 @@ class FluencyProcessor(LogitsProcessor):
         self.trigrams = ngrams.get("trigrams") if trigram_bonus else None
         self.marks = ngrams.get("marks") if mark_bonus else None  # older ngrams.pt files have none
         self.bigram_bonus, self.trigram_bonus, self.mark_bonus = bigram_bonus, trigram_bonus, mark_bonus
-        self.history, self.seen = [], {}
+        # quotes = (opening, closing) quote ids: a quote opens only when none is open, and closes only
+        # an open one (what a reader pairs; the model alone closes quotes it never opened)
+        self.opening, self.closing = (set(ids) for ids in quotes)
+        self.history, self.seen, self.scanned, self.quote_open = [], {}, 0, False
         self.restart([], 0)
 
     def restart(self, history: list[int], prompt_length: int) -> None:
@@ -259,8 +262,10 @@ class FluencyProcessor(LogitsProcessor):
         Each window's history extends the last one, so only its new words are indexed: the cost of a
         window does not grow with the text (a 10,000-digit text has ~200 windows)."""
         words = [t for t in history if t < self.vocab_size and self.is_word[t]]
-        if words[:len(self.history)] != self.history:  # another text: index it from the start
-            self.history, self.seen = [], {}
+        if words[:len(self.history)] != self.history or len(history) < self.scanned:  # another text
+            self.history, self.seen, self.scanned, self.quote_open = [], {}, 0, False
+        self.quote_open = self._quote_open_after(self.quote_open, history[self.scanned:])
+        self.scanned = len(history)
         n = self.no_repeat_words
         if n >= 2:
             for i in range(max(0, len(self.history) - n + 1), len(words) - n + 1):
@@ -268,6 +273,14 @@ class FluencyProcessor(LogitsProcessor):
         self.history = words
         self.last_tokens = list(history[-2:])
         self.prompt_length = prompt_length
+
+    def _quote_open_after(self, is_open: bool, tokens: list[int]) -> bool:
+        for token in tokens:
+            if token in self.opening:
+                is_open = True
+            elif token in self.closing:
+                is_open = False
+        return is_open
 
     def _followers(self, table, keys: list[int], weight: float, rows: list[int]):
         """(row ids, next-word ids, weights) of the words stored under each row's key in a sorted
@@ -297,6 +310,8 @@ class FluencyProcessor(LogitsProcessor):
                 banned |= self.seen.get(key, set())
                 tail = self.history[-(n - 1):] + new_words  # n-grams the row itself wrote in this window
                 banned |= {gram[-1] for gram in zip(*(tail[k:] for k in range(n))) if gram[:-1] == key}
+            if self.opening or self.closing:
+                banned |= self.opening if self._quote_open_after(self.quote_open, ids) else self.closing
             banned_rows += [row] * len(banned)
             banned_ids += banned
             if words:
@@ -431,8 +446,8 @@ def check_prompt(tokenizer, prompt: str, digits: str, rules: str = "basic"):
 def write(model, tokenizer, digits: str, *, rules: str = "basic", prompt: str = "", topic: str = "",
           window: int = 0, allow_punctuation: bool = True, punctuation_lookahead: bool = True,
           no_repeat_words: int = 0, no_immediate_repeat: bool = False, ngrams: dict | None = None,
-          bigram_bonus: float = 0.0, trigram_bonus: float = 0.0, mark_bonus: float = 0.0, progress=None,
-          **generate_kwargs) -> PilishText:
+          bigram_bonus: float = 0.0, trigram_bonus: float = 0.0, mark_bonus: float = 0.0,
+          balance_quotes: bool = False, progress=None, **generate_kwargs) -> PilishText:
     """Make `model` write Pilish that spells `digits` under `rules`, continuing `prompt`.
 
     The prompt's own words must spell the first digits. `topic` is text the model reads first, to
@@ -442,8 +457,9 @@ def write(model, tokenizer, digits: str, *, rules: str = "basic", prompt: str = 
     to `generate` seeing the last 3/4 of a window while the processor carries the digit position
     over; the topic stays pinned at the start of every window, so a long text keeps its subject.
     `no_repeat_words`, `no_immediate_repeat`, and `ngrams` (from `ngram_table`) with
-    `bigram_bonus` / `trigram_bonus` / `mark_bonus` go to a FluencyProcessor, which sees the whole text, not just
-    the window. `generate_kwargs` go to `model.generate` (see `decoding_settings`); `progress`, if
+    `bigram_bonus` / `trigram_bonus` / `mark_bonus`, and `balance_quotes` (a double quote opens only
+    when none is open and closes only an open one) go to a FluencyProcessor, which sees the whole
+    text, not just the window. `generate_kwargs` go to `model.generate` (see `decoding_settings`); `progress`, if
     given, is a tqdm-like object whose `update(n)` hears of every n digits spelled.
     """
     words, prompt_ids, spelled = check_prompt(tokenizer, prompt, digits, rules)
@@ -456,9 +472,12 @@ def write(model, tokenizer, digits: str, *, rules: str = "basic", prompt: str = 
         banned_ids=tokenizer.all_special_ids, end_ids=[eot], start_digit=spelled.matched)
     stopping = PilishStoppingCriteria(processor)
     fluency = None
-    if no_repeat_words or no_immediate_repeat or (ngrams and (bigram_bonus or trigram_bonus or mark_bonus)):
+    if balance_quotes or no_repeat_words or no_immediate_repeat or (
+            ngrams and (bigram_bonus or trigram_bonus or mark_bonus)):
+        quotes = ([i for i, token in enumerate(vocab) if token == SPACE_MARK + '"'],
+                  [i for i, token in enumerate(vocab) if token == '"']) if balance_quotes else ((), ())
         fluency = FluencyProcessor(processor.is_word, no_repeat_words, no_immediate_repeat, ngrams,
-                                   bigram_bonus, trigram_bonus, mark_bonus)
+                                   bigram_bonus, trigram_bonus, mark_bonus, quotes)
     context_length = context_window(model, window)
     if context_length < 4:
         raise PilishError(f"a context window of {context_length} tokens is too short to write in; use 4 or more")

@@ -31,6 +31,7 @@ NO_IMMEDIATE_REPEAT = True  # never the same word twice in a row ("a a"), even w
 BIGRAM_BONUS = 2.0  # score added to words that follow the last word in the training data (MODEL_DIR/ngrams.pt)
 TRIGRAM_BONUS = 2.0  # score added to words that follow the last two words in the training data
 MARK_BONUS = 3.0  # score added to marks (. , ! ? ") that follow the last two tokens in the training data
+BALANCE_QUOTES = True  # a double quote opens only when none is open and closes only an open one
 NUM_SAMPLES = 1  # texts to write
 PROMPT = ""  # optional opening words, which must themselves spell the first digits
 TOPIC = ""  # optional text the model reads first, to say what the Pilish is about (spells no digits, not printed)
@@ -146,7 +147,7 @@ def main(config):
                 allow_punctuation=config.ALLOW_PUNCTUATION, punctuation_lookahead=config.PUNCTUATION_LOOKAHEAD,
                 no_repeat_words=config.NO_REPEAT_WORDS, no_immediate_repeat=config.NO_IMMEDIATE_REPEAT,
                 ngrams=ngrams, bigram_bonus=config.BIGRAM_BONUS, trigram_bonus=config.TRIGRAM_BONUS,
-                mark_bonus=config.MARK_BONUS, progress=progress, **decoding)
+                mark_bonus=config.MARK_BONUS, balance_quotes=config.BALANCE_QUOTES, progress=progress, **decoding)
         seconds = time.perf_counter() - started
         texts.append(written.text)
         words = sum(1 for word in pilish.WORD_RE.findall(written.text) if pilish.letters_in(word))

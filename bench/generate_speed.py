@@ -145,7 +145,8 @@ def main(config):
         pilish_settings(pilish_generate.DECODING, num_beams=pilish_generate.NUM_BEAMS),
         no_repeat_words=pilish_generate.NO_REPEAT_WORDS, no_immediate_repeat=pilish_generate.NO_IMMEDIATE_REPEAT,
         ngrams=pilish.load_ngrams(config.MODEL_DIR), bigram_bonus=pilish_generate.BIGRAM_BONUS,
-        trigram_bonus=pilish_generate.TRIGRAM_BONUS, mark_bonus=pilish_generate.MARK_BONUS)
+        trigram_bonus=pilish_generate.TRIGRAM_BONUS, mark_bonus=pilish_generate.MARK_BONUS,
+        balance_quotes=pilish_generate.BALANCE_QUOTES)
     print(f"  one {config.NUM_DIGITS_LONG:,}-digit run ({pilish_generate.DECODING}, {pilish_generate.NUM_BEAMS} beams, "
           f"{long_threads} thread{'s' * (long_threads > 1)}) ...")
     torch.set_num_threads(long_threads)

@@ -48,6 +48,7 @@ SEARCH_VARIANTS = {
     "bi + trigram prior 3 + 3, text rules": dict(BEFORE, bigram_bonus=3.0, trigram_bonus=3.0,
                                                   no_immediate_repeat=True, no_repeat_words=3),
     "defaults, no mark prior": dict(mark_bonus=0.0),
+    "defaults, unbalanced quotes": dict(balance_quotes=False),
     "defaults, mark prior 1": dict(mark_bonus=1.0),
     "defaults, mark prior 2": dict(mark_bonus=2.0),
     "defaults, mark prior 4": dict(mark_bonus=4.0),

@@ -53,7 +53,7 @@ def train(config, train_path, valid_path, folder):
 
 # pilish_generate's settings before issue 11 (a sliding window's repetition rules only, no prior)
 BEFORE = dict(no_repeat_ngram_size=3, repetition_penalty=1.2, no_repeat_words=0, no_immediate_repeat=False,
-              bigram_bonus=0.0, trigram_bonus=0.0, mark_bonus=0.0)
+              bigram_bonus=0.0, trigram_bonus=0.0, mark_bonus=0.0, balance_quotes=False)
 
 
 def pilish_texts(model, tokenizer, digits, seeds, decoding, num_beams=None, **options):
@@ -66,7 +66,8 @@ def pilish_texts(model, tokenizer, digits, seeds, decoding, num_beams=None, **op
                     punctuation_lookahead=defaults.PUNCTUATION_LOOKAHEAD, no_repeat_ngram_size=defaults.NO_REPEAT_NGRAM_SIZE,
                     repetition_penalty=defaults.REPETITION_PENALTY, no_repeat_words=defaults.NO_REPEAT_WORDS,
                     no_immediate_repeat=defaults.NO_IMMEDIATE_REPEAT, bigram_bonus=defaults.BIGRAM_BONUS,
-                    trigram_bonus=defaults.TRIGRAM_BONUS, mark_bonus=defaults.MARK_BONUS, topic=defaults.TOPIC)
+                    trigram_bonus=defaults.TRIGRAM_BONUS, mark_bonus=defaults.MARK_BONUS,
+                    balance_quotes=defaults.BALANCE_QUOTES, topic=defaults.TOPIC)
     settings.update(options)
     settings.update(pilish.decoding_settings(
         decoding, num_beams or defaults.NUM_BEAMS, defaults.TEMPERATURE, defaults.TOP_K, defaults.TOP_P,

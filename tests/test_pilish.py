@@ -603,6 +603,23 @@ def test_fluency_processor_adds_the_mark_prior_after_the_last_two_tokens_even_ac
     assert old(torch.tensor([[4, 2, 3]]), torch.zeros(1, size)).tolist() == [[0] * size]
 
 
+def test_fluency_processor_pairs_quotes_across_windows():
+    from pilish_engine import FluencyProcessor
+    is_word = torch.tensor([False, False, False, True, True])  # 0 opens a quote, 1 closes one, 2 is ","
+    processor = FluencyProcessor(is_word, quotes=([0], [1]))
+    inf = float("-inf")
+    processor.restart([3, 2, 0, 4], prompt_length=4)  # `tom, "go` : a quote is open
+    rows = torch.tensor([[3, 2, 0, 4, 3],  # a word: still open, so no second opening quote
+                         [3, 2, 0, 4, 1]])  # it closed in this window: no closing quote now
+    assert processor(rows, torch.zeros(2, 5)).tolist() == [[inf, 0, 0, 0, 0], [0, inf, 0, 0, 0]]
+    processor.restart([3, 2, 0, 4, 1, 3], prompt_length=6)  # the next window: the quote closed before it
+    assert processor(torch.tensor([[4, 1, 3]]), torch.zeros(1, 5)).tolist() == [[0, inf, 0, 0, 0]]
+    processor.restart([3, 2, 0, 4, 1, 3, 2, 0], prompt_length=8)
+    assert processor(torch.tensor([[3, 2, 0]]), torch.zeros(1, 5)).tolist() == [[inf, 0, 0, 0, 0]]
+    processor.restart([4], prompt_length=1)  # another text: nothing open
+    assert processor(torch.tensor([[4]]), torch.zeros(1, 5)).tolist() == [[0, inf, 0, 0, 0]]
+
+
 def test_fluency_processor_without_rules_changes_nothing():
     from pilish_engine import FluencyProcessor
     processor = FluencyProcessor(torch.tensor([False, True, True]))

@@ -266,6 +266,24 @@ def test_beams_share_one_read_of_each_window_and_write_the_same_text(model_dir, 
     assert shared.ids == alone.ids and shared.verification.ok
 
 
+def test_balanced_quotes_pair_up_through_a_long_text(model_dir, corpus_file):
+    import fluency
+    model, tokenizer = load_model(model_dir)
+    table = pilish.ngram_table(tokenizer, fluency.read_stories(corpus_file))
+    opening, closing = tokenizer.convert_tokens_to_ids(['▁"', '"'])
+    digits = get_digits("pi", 150)  # several windows of the 32-token model
+    for decoding in ("beam", "sample"):
+        written = pilish.write(model, tokenizer, digits, ngrams=table, mark_bonus=4.0, balance_quotes=True,
+                               **pilish.decoding_settings(decoding, 4))
+        assert written.verification.ok
+        depth, depths = 0, []
+        for token in written.ids:
+            depth += (token == opening) - (token == closing)
+            depths.append(depth)
+        assert written.ids.count(opening) > 0  # the corpus is full of dialogue, and the prior favours it
+        assert set(depths) <= {0, 1}  # never a second opening quote, never a closing one with none open
+
+
 def torch_equal(a, b):
     import torch
     return torch.equal(a, b)
@@ -297,16 +315,17 @@ def test_beam_settings_reach_write_and_generate(model_dir, monkeypatch, capsys):
                                "--no_repeat_ngram_size=4", "--repetition_penalty=1.4", "--rules=standard",
                                "--punctuation_lookahead=false", "--context_length=20", "--prompt=Tom, a",
                                "--topic=A dog.", "--no_repeat_words=4", "--no_immediate_repeat=false",
-                               "--bigram_bonus=1.5", "--trigram_bonus=0.5", "--mark_bonus=0.7"])
+                               "--bigram_bonus=1.5", "--trigram_bonus=0.5", "--mark_bonus=0.7",
+                               "--balance_quotes=false"])
     assert "✓ 12/12 digits of pi" in capsys.readouterr().out
     (write,) = writes
     assert (write["rules"], write["prompt"], write["window"], write["topic"]) == ("standard", "Tom, a", 20, "A dog.")
     assert (write["no_repeat_words"], write["no_immediate_repeat"], write["bigram_bonus"],
-            write["trigram_bonus"], write["mark_bonus"]) == (4, False, 1.5, 0.5, 0.7)
+            write["trigram_bonus"], write["mark_bonus"], write["balance_quotes"]) == (4, False, 1.5, 0.5, 0.7, False)
     assert set(write["ngrams"]) == {"bigrams", "trigrams", "marks"}  # train_model.py saved them
     fluency = generates[0]["logits_processor"][0]
     assert (fluency.bigram_bonus, fluency.trigram_bonus, fluency.mark_bonus) == (1.5, 0.5, 0.7)
-    assert fluency.marks is not None and len(fluency.marks) > 0
+    assert fluency.marks is not None and len(fluency.marks) > 0 and not fluency.opening and not fluency.closing
     assert write["allow_punctuation"] is True and write["punctuation_lookahead"] is False
     for call in generates:
         assert (call["num_beams"], call["do_sample"], call["no_repeat_ngram_size"], call["repetition_penalty"]) == (
@@ -348,6 +367,11 @@ def test_sampling_settings_reach_generate(model_dir, monkeypatch, capsys):
         assert (call["do_sample"], call["temperature"], call["top_k"], call["top_p"]) == (True, 0.6, 5, 0.8)
         assert call["no_repeat_ngram_size"] is None and call["repetition_penalty"] is None
         assert "num_beams" not in call and call["logits_processor"][-1].allow_punctuation is False
+        # the default BALANCE_QUOTES: the fluency rules know the opening and the closing double quote
+        fluency = call["logits_processor"][0]
+        tokenizer = load_model(model_dir)[1]
+        assert (fluency.opening, fluency.closing) == ({tokenizer.convert_tokens_to_ids('▁"')},
+                                                      {tokenizer.convert_tokens_to_ids('"')})
 
 
 def test_check_file_uses_the_rules_and_digits_asked_for(tmp_path, capsys):
