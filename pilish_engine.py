@@ -253,7 +253,7 @@ class FluencyProcessor(LogitsProcessor):
         # quotes = (opening, closing) quote ids: a quote opens only when none is open, and closes only
         # an open one (what a reader pairs; the model alone closes quotes it never opened)
         self.opening, self.closing = (set(ids) for ids in quotes)
-        self.history, self.seen, self.scanned, self.quote_open = [], {}, 0, False
+        self.text, self.history, self.seen, self.quote_open = [], [], {}, False
         self.restart([], 0)
 
     def restart(self, history: list[int], prompt_length: int) -> None:
@@ -261,16 +261,16 @@ class FluencyProcessor(LogitsProcessor):
 
         Each window's history extends the last one, so only its new words are indexed: the cost of a
         window does not grow with the text (a 10,000-digit text has ~200 windows)."""
-        words = [t for t in history if t < self.vocab_size and self.is_word[t]]
-        if words[:len(self.history)] != self.history or len(history) < self.scanned:  # another text
-            self.history, self.seen, self.scanned, self.quote_open = [], {}, 0, False
-        self.quote_open = self._quote_open_after(self.quote_open, history[self.scanned:])
-        self.scanned = len(history)
+        if history[:len(self.text)] != self.text:  # another text: index it from the start
+            self.text, self.history, self.seen, self.quote_open = [], [], {}, False
+        new = history[len(self.text):]
+        words = self.history + [t for t in new if t < self.vocab_size and self.is_word[t]]
+        self.quote_open = self._quote_open_after(self.quote_open, new)
         n = self.no_repeat_words
         if n >= 2:
             for i in range(max(0, len(self.history) - n + 1), len(words) - n + 1):
                 self.seen.setdefault(tuple(words[i:i + n - 1]), set()).add(words[i + n - 1])
-        self.history = words
+        self.text, self.history = list(history), words
         self.last_tokens = list(history[-2:])
         self.prompt_length = prompt_length
 
@@ -355,7 +355,7 @@ def save_ngrams(folder, table: dict) -> None:
 def ngram_table(tokenizer, stories, min_count: int = 1) -> dict:
     """{"bigrams", "trigrams", "marks"}: sorted int64 tensors of the word bigrams (a * V + b) and
     trigrams ((a * V + b) * V + c) of `stories` (V = vocabulary size), marks between words skipped,
-    and of the marks that follow a token (t * V + mark: `said ,`, `, "`, `home .`), each occurring
+    and of the marks that follow two tokens ((a * V + b) * V + mark: `mom said ,`, `said , "`), each occurring
     at least `min_count` times; none spans stories. For FluencyProcessor's prior."""
     from collections import Counter
     vocab = tokenizer.convert_ids_to_tokens(list(range(len(tokenizer))))
@@ -367,7 +367,7 @@ def ngram_table(tokenizer, stories, min_count: int = 1) -> dict:
     stories = list(stories)
     for start in range(0, len(stories), 1000):
         for ids in tokenizer(stories[start:start + 1000], add_special_tokens=False)["input_ids"]:
-            words = [t for t in ids if is_word[t] and t != tokenizer.unk_token_id]
+            words = [t for t in ids if is_word[t] and t != unk]
             counts[2].update(a * size + b for a, b in zip(words, words[1:]))
             counts[3].update((a * size + b) * size + c for a, b, c in zip(words, words[1:], words[2:]))
             counts["marks"].update((a * size + b) * size + c for a, b, c in zip(ids, ids[1:], ids[2:])

@@ -130,7 +130,7 @@ def main(config):
     if ngrams is None and prior:
         print(f"note: no {pilish.NGRAMS_FILE} in {config.MODEL_DIR} (train_model.py saves it), so no n-gram prior",
               file=sys.stderr)
-    elif prior and config.MARK_BONUS and "marks" not in ngrams:
+    elif config.MARK_BONUS and "marks" not in ngrams:
         print(f"note: {config.MODEL_DIR}/{pilish.NGRAMS_FILE} predates MARK_BONUS (it has no marks), so no mark "
               "prior; run the same train_model.py command again: it trains no further and saves a new one",
               file=sys.stderr)
