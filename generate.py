@@ -20,7 +20,9 @@ SEED = 42  # same seed, same text
 import sys
 import time
 
-from common import UserError, at_least, detokenize, load_model, run_script, split_words, warn_unknown_words, within
+from lmkit.folders import load_model
+from lmkit.settings import UserError, at_least, run_script, within
+from lmkit.text import detokenize, split_words, warn_unknown_words
 
 BOLD, PLAIN = "\033[1m", "\033[0m"
 

@@ -44,22 +44,27 @@ CONTEXT_LENGTH = 0  # tokens of context the model sees (0 = all it was trained o
 import sys
 import time
 
-import pilish
-from common import (UserError, at_least, check_text_file, check_writable, load_model, run_script, warn_unknown_words,
-                    within)
+from lmkit.data import check_text_file
+from lmkit.folders import load_model
+from lmkit.scoring import nll_per_word
+from lmkit.settings import UserError, at_least, check_writable, run_script, within
+from lmkit.text import warn_unknown_words
+from pilish.rules import (NAMED_DIGITS, PilishError, check_rules, digits_of_word, format_verification, get_digits,
+                          verify)
+from pilish.tokens import WORD_RE, letters_in
 
 MAX_DIGITS = 100_000  # computing them takes seconds (300,000: half a minute, growing faster), writing them hours
 
 
 def digits_name(source):
-    return source if source in pilish.NAMED_DIGITS else "the digits"
+    return source if source in NAMED_DIGITS else "the digits"
 
 
 def show_digits(text, width=100):
     """Each word with its letter count under it, wrapped to `width` columns."""
     lines, top, bottom = [], "", ""
     for word in text.split():
-        count = "".join(str(pilish.letters_in(w)) for w in pilish.WORD_RE.findall(word)) or "-"
+        count = "".join(str(letters_in(w)) for w in WORD_RE.findall(word)) or "-"
         cell = max(len(word), len(count)) + 1
         if len(top) + cell > width and top:
             lines += [top.rstrip(), bottom.rstrip(), ""]
@@ -83,20 +88,20 @@ def check_file(config):
     failures = 0
     for line in lines:
         # check as many digits as the line's words would spell
-        needed = sum(len(pilish.digits_of_word(pilish.letters_in(w), "standard"))
-                     for w in pilish.WORD_RE.findall(line))
+        needed = sum(len(digits_of_word(letters_in(w), "standard"))
+                     for w in WORD_RE.findall(line))
         if needed > MAX_DIGITS:
             raise UserError(f"a line of {config.CHECK_FILE} spells {needed:,} digits; "
                             f"at most {MAX_DIGITS:,} are checked")
-        verification = pilish.verify(line, pilish.get_digits(config.DIGITS, max(1, needed)), config.RULES)
+        verification = verify(line, get_digits(config.DIGITS, max(1, needed)), config.RULES)
         failures += not verification.ok
-        print(pilish.format_verification(verification, digits_name(config.DIGITS)))
+        print(format_verification(verification, digits_name(config.DIGITS)))
     if failures:
         sys.exit(1)
 
 
 def check_settings(config):
-    """The ranges that pilish.get_digits and pilish.decoding_settings leave to the caller."""
+    """The ranges that get_digits and WriteOptions leave to the caller."""
     at_least(config, 1, "NUM_SAMPLES")
     if config.NUM_DIGITS > MAX_DIGITS:
         raise UserError(f"NUM_DIGITS is at most {MAX_DIGITS:,}, not {config.NUM_DIGITS:,}")
@@ -111,27 +116,29 @@ def check_settings(config):
 
 
 def main(config):
-    pilish.check_rules(config.RULES)
+    check_rules(config.RULES)
     if config.CHECK_FILE:
         return check_file(config)
     check_settings(config)
-    digits = pilish.get_digits(config.DIGITS, config.NUM_DIGITS)
-    decoding = pilish.decoding_settings(
-        config.DECODING, config.NUM_BEAMS, config.TEMPERATURE, config.TOP_K, config.TOP_P,
-        config.NO_REPEAT_NGRAM_SIZE, config.REPETITION_PENALTY)
+    digits = get_digits(config.DIGITS, config.NUM_DIGITS)
     from tqdm import tqdm
     from transformers import set_seed
 
+    from pilish.prior import NGRAMS_FILE, load_ngrams
+    from pilish.writing import WriteOptions, check_prompt, write
+
+    options = WriteOptions.from_settings(config)  # a bad DECODING or NUM_BEAMS is an error before the model loads
+
     model, tokenizer = load_model(config.MODEL_DIR)
-    pilish.check_prompt(tokenizer, config.PROMPT, digits, config.RULES)  # before any warning about its words
+    check_prompt(tokenizer, config.PROMPT, digits, config.RULES)  # before any warning about its words
     warn_unknown_words(tokenizer, f"{config.TOPIC} {config.PROMPT}")
     prior = config.BIGRAM_BONUS or config.TRIGRAM_BONUS or config.MARK_BONUS
-    ngrams = pilish.load_ngrams(config.MODEL_DIR) if prior else None
+    ngrams = load_ngrams(config.MODEL_DIR) if prior else None
     if ngrams is None and prior:
-        print(f"note: no {pilish.NGRAMS_FILE} in {config.MODEL_DIR} (train_model.py saves it), so no n-gram prior",
+        print(f"note: no {NGRAMS_FILE} in {config.MODEL_DIR} (train_model.py saves it), so no n-gram prior",
               file=sys.stderr)
     elif config.MARK_BONUS and "marks" not in ngrams:
-        print(f"note: {config.MODEL_DIR}/{pilish.NGRAMS_FILE} predates MARK_BONUS (it has no marks), so no mark "
+        print(f"note: {config.MODEL_DIR}/{NGRAMS_FILE} predates MARK_BONUS (it has no marks), so no mark "
               "prior; run the same train_model.py command again: it trains no further and saves a new one",
               file=sys.stderr)
     name = digits_name(config.DIGITS)
@@ -141,22 +148,17 @@ def main(config):
         started = time.perf_counter()
         with tqdm(total=len(digits), unit="digit", disable=len(digits) < 500, file=sys.stderr,
                   desc="writing Pilish") as progress:
-            written = pilish.write(
-                model, tokenizer, digits, rules=config.RULES, prompt=config.PROMPT, topic=config.TOPIC,
-                window=config.CONTEXT_LENGTH,
-                allow_punctuation=config.ALLOW_PUNCTUATION, punctuation_lookahead=config.PUNCTUATION_LOOKAHEAD,
-                no_repeat_words=config.NO_REPEAT_WORDS, no_immediate_repeat=config.NO_IMMEDIATE_REPEAT,
-                ngrams=ngrams, bigram_bonus=config.BIGRAM_BONUS, trigram_bonus=config.TRIGRAM_BONUS,
-                mark_bonus=config.MARK_BONUS, balance_quotes=config.BALANCE_QUOTES, progress=progress, **decoding)
+            written = write(model, tokenizer, digits, options, prompt=config.PROMPT, topic=config.TOPIC,
+                            ngrams=ngrams, progress=progress)
         seconds = time.perf_counter() - started
         texts.append(written.text)
-        words = sum(1 for word in pilish.WORD_RE.findall(written.text) if pilish.letters_in(word))
-        nll = pilish.nll_per_word(model, tokenizer, written.ids, written.topic_ids + written.prompt_ids,
-                                  config.CONTEXT_LENGTH)
+        words = sum(1 for word in WORD_RE.findall(written.text) if letters_in(word))
+        nll = nll_per_word(model, tokenizer, written.ids, written.topic_ids + written.prompt_ids,
+                           config.CONTEXT_LENGTH)
         if config.NUM_SAMPLES > 1:
             print(f"[{sample + 1}]")
         print(show_digits(written.text) if config.SHOW_DIGITS else written.text)
-        print(pilish.format_verification(written.verification, name))
+        print(format_verification(written.verification, name))
         print(f"NLL per word under the model alone: {nll:.3f} | {words} words in {seconds:.1f} s "
               f"({words / seconds:.1f} words/s, {config.DECODING}, {model.device.type})", file=sys.stderr)
         print()
@@ -167,4 +169,4 @@ def main(config):
 
 
 if __name__ == "__main__":
-    run_script(main, globals(), errors=(pilish.PilishError,))
+    run_script(main, globals(), errors=(PilishError,))

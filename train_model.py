@@ -35,7 +35,7 @@ EVAL_STEPS = 0  # evaluate and checkpoint every N steps (0 = five times per run)
 SAVE_TOTAL_LIMIT = 3  # checkpoints kept in MODEL_DIR
 LOGGING_STEPS = 0  # log the training loss every N steps (0 = about 50 times per run)
 COMPILE = False  # torch.compile the model (faster on a GPU after a minute of compiling)
-FUSED_LOSS = True  # loss from the hidden states a chunk of tokens at a time, never the full logits (lm_loss.py)
+FUSED_LOSS = True  # loss from the hidden states a chunk of tokens at a time, never the full logits (lmkit/lm_loss.py)
 LOSS_CHUNK_SIZE = 0  # tokens per chunk of that loss (0 = 512 on a CPU, 2048 on a GPU)
 NUM_PROC = 0  # processes for tokenizing (0 = one per CPU core for large data, else 1)
 DATALOADER_WORKERS = -1  # processes reading batches ahead (-1 = 4 on a GPU, so it never waits; 0 on a CPU)
@@ -51,10 +51,11 @@ import sys
 import time
 from pathlib import Path
 
-import training
-from common import (EOT, PAD, UserError, at_least, check_writable, load_tokenizer, peak_memory, pick_device,
-                    read_run_record,
-                    run_script, vocabulary_fingerprint, within)
+from lmkit import training
+from lmkit.folders import (load_tokenizer, peak_memory, pick_device, read_run_record, run_record,
+                           vocabulary_fingerprint, write_run_record)
+from lmkit.settings import UserError, at_least, check_writable, run_script, within
+from lmkit.text import EOT, PAD
 
 
 def check_settings(config):
@@ -131,7 +132,7 @@ def main(config):
     architecture = dict(vocab_size=len(tokenizer), n_positions=config.CONTEXT_LENGTH, n_embd=config.N_EMBD,
                         n_layer=config.N_LAYER, n_head=config.N_HEAD)
     checkpoint = check_model_dir(config, architecture, fingerprint, log)  # before the data's long tokenizing
-    record = training.run_record(settings_of(config), fingerprint)
+    record = run_record(settings_of(config), fingerprint)
     set_seed(config.SEED)
     device = pick_device()
     workers = config.DATALOADER_WORKERS if config.DATALOADER_WORKERS >= 0 else (4 if device == "cuda" else 0)
@@ -167,7 +168,7 @@ def main(config):
         n_head=config.N_HEAD, dropout=config.DROPOUT, eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id)
     if config.FUSED_LOSS:  # a training-time detail: the model stays, and is saved as, a plain GPT2LMHeadModel
-        from lm_loss import default_chunk_size, use_chunked_loss
+        from lmkit.lm_loss import default_chunk_size, use_chunked_loss
         use_chunked_loss(model, config.LOSS_CHUNK_SIZE or default_chunk_size(device))
     total, non_embedding = training.count_parameters(model)
     log(f"data: {len(train_blocks):,} training blocks and {len(valid_blocks):,} validation blocks of "
@@ -224,7 +225,7 @@ def main(config):
     if not trainer.is_world_process_zero():
         return
     tokenizer.save_pretrained(config.MODEL_DIR)
-    training.write_run_record(config.MODEL_DIR, record)
+    write_run_record(config.MODEL_DIR, record)
     steps_this_run = trainer.state.global_step - (int(checkpoint.name.rsplit("-", 1)[1]) if checkpoint else 0)
     metrics = {
         "device": f"{device} x {world_size}", "precision": precision,
@@ -239,9 +240,9 @@ def main(config):
     }
     Path(config.MODEL_DIR, "metrics.json").write_text(json.dumps(metrics, indent=1))
     if config.NGRAM_STORIES > 0:  # seconds for the sample; the first stories stand for a large set
-        import pilish
+        from pilish.prior import ngram_table, save_ngrams
         stories = train_stories.select(range(min(config.NGRAM_STORIES, len(train_stories))))["text"]
-        pilish.save_ngrams(config.MODEL_DIR, pilish.ngram_table(tokenizer, stories))
+        save_ngrams(config.MODEL_DIR, ngram_table(tokenizer, stories))
     training.plot_loss_curve(trainer.state.log_history, Path(config.MODEL_DIR, "loss_curve.png"))
     log(f"validation loss {evaluation['eval_loss']:.3f} (perplexity {math.exp(evaluation['eval_loss']):.1f}); "
         f"{metrics['tokens_per_second'] or 0:,.0f} tokens/s over {wall_seconds:.0f} s; peak {peak_of} "

@@ -1,17 +1,17 @@
 """Generation speed: free sampling against Pilish sampling and Pilish beam search, same model, same run.
 
-    python bench/generate_speed.py                        # the model in ./model; a few minutes on 2 CPU cores
-    python bench/generate_speed.py --model_dir=/tmp/model --new_tokens=100 --repeats=5
-    python bench/generate_speed.py --num_digits_long=300 --record=false   # a quick check
+    python -m bench.generate_speed                        # the model in ./model; a few minutes on 2 CPU cores
+    python -m bench.generate_speed --model_dir=/tmp/model --new_tokens=100 --repeats=5
+    python -m bench.generate_speed --num_digits_long=300 --record=false   # a quick check
 
 Batch of one, KV cache on. Free sampling is forced to write exactly NEW_TOKENS tokens; the Pilish runs
-go through pilish.write with pilish_generate's window rules (no-repeat 3-grams, repetition
+go through pilish.writing.write with pilish_generate's window rules (no-repeat 3-grams, repetition
 penalty, sliding window; not the whole-text rules and priors) and spell as many digits as make about
 NEW_TOKENS tokens: the cost of the Pilish mask itself. Their speed is
 counted over the tokens they actually wrote. Each sampling row is measured with torch's default
 thread count and with one thread: on 2 cores a batch-1 step is too small to split well.
 Then one NUM_DIGITS_LONG-digit run with all of pilish_generate's defaults (beam, whole-text rules,
-n-gram priors from MODEL_DIR/ngrams.pt), checked with pilish.verify,
+n-gram priors from MODEL_DIR/ngrams.pt), checked with pilish.rules.verify,
 with the thread count that made the short beam runs faster.
 Appends the table to BENCHMARKS.md.
 """
@@ -30,9 +30,15 @@ RECORD = True  # append the results to BENCHMARKS.md
 SEED = 42  # repeat r uses seed SEED + r for every row
 
 import time
+from dataclasses import replace
 
-from _bench import median, report  # first: it puts the repo root on sys.path
-from common import UserError, load_model, run_script
+from bench.pilish_texts import WINDOW_RULES
+from bench.support import median, report
+from lmkit.folders import load_model
+from lmkit.settings import UserError, run_script
+from pilish.prior import load_ngrams
+from pilish.rules import get_digits
+from pilish.writing import WriteOptions, write
 
 
 def free_sample(model, tokenizer, config):
@@ -47,10 +53,9 @@ def free_sample(model, tokenizer, config):
     return output.shape[1] - 1, None
 
 
-def pilish_run(model, tokenizer, digits, settings):
-    """One Pilish text through pilish.write: the tokens it wrote and whether it spells `digits`."""
-    import pilish
-    written = pilish.write(model, tokenizer, digits, **settings)
+def pilish_run(model, tokenizer, digits, options, ngrams=None):
+    """One Pilish text through pilish.writing.write: the tokens it wrote and whether it spells `digits`."""
+    written = write(model, tokenizer, digits, options, ngrams=ngrams)
     return len(written.ids), written.verification.ok
 
 
@@ -69,10 +74,6 @@ def main(config):
     import torch
     import transformers
 
-    import pilish
-    import pilish_generate
-    from pilish import get_digits
-
     if min(config.NEW_TOKENS, config.REPEATS, config.NUM_BEAMS, config.NUM_DIGITS_LONG) < 1 \
             or config.LONG_RUN_THREADS < 0:
         raise UserError("NEW_TOKENS, REPEATS, NUM_BEAMS and NUM_DIGITS_LONG must be at least 1, "
@@ -85,17 +86,12 @@ def main(config):
     default_threads = torch.get_num_threads()
     thread_counts = [default_threads] + ([1] if default_threads > 1 else [])
 
-    def pilish_settings(decoding, num_beams=config.NUM_BEAMS, no_repeat_ngram_size=pilish_generate.NO_REPEAT_NGRAM_SIZE,
-                        repetition_penalty=pilish_generate.REPETITION_PENALTY):
-        """pilish.write's arguments: pilish_generate's defaults, this benchmark's sampling settings."""
-        return dict(rules=pilish_generate.RULES, allow_punctuation=pilish_generate.ALLOW_PUNCTUATION,
-                    punctuation_lookahead=pilish_generate.PUNCTUATION_LOOKAHEAD,
-                    **pilish.decoding_settings(decoding, num_beams, config.TEMPERATURE, config.TOP_K, config.TOP_P,
-                                               no_repeat_ngram_size, repetition_penalty))
-
-    sample = pilish_settings("sample")
-    sample_free_rules = pilish_settings("sample", no_repeat_ngram_size=0, repetition_penalty=1.0)
-    beam = pilish_settings("beam")
+    # pilish_generate's window rules alone, with this benchmark's sampling settings and beams
+    short = replace(WINDOW_RULES, temperature=config.TEMPERATURE, top_k=config.TOP_K, top_p=config.TOP_P,
+                    num_beams=config.NUM_BEAMS)
+    sample = replace(short, decoding="sample")
+    sample_free_rules = replace(sample, no_repeat_ngram_size=0, repetition_penalty=1.0)
+    beam = replace(short, decoding="beam")
 
     # Warm-up, which also calibrates: how many digits make about NEW_TOKENS Pilish tokens
     timed(lambda: free_sample(model, tokenizer, config), config.SEED)
@@ -141,20 +137,16 @@ def main(config):
     beam_ms = {threads: ms_per_token(index) for index, (label, threads, _) in enumerate(rows_to_run)
                if label.startswith("Pilish beam")}
     long_threads = config.LONG_RUN_THREADS or min(beam_ms, key=beam_ms.get)
-    long_settings = dict(  # all of pilish_generate's defaults: the whole-text rules and the priors too
-        pilish_settings(pilish_generate.DECODING, num_beams=pilish_generate.NUM_BEAMS),
-        no_repeat_words=pilish_generate.NO_REPEAT_WORDS, no_immediate_repeat=pilish_generate.NO_IMMEDIATE_REPEAT,
-        ngrams=pilish.load_ngrams(config.MODEL_DIR), bigram_bonus=pilish_generate.BIGRAM_BONUS,
-        trigram_bonus=pilish_generate.TRIGRAM_BONUS, mark_bonus=pilish_generate.MARK_BONUS,
-        balance_quotes=pilish_generate.BALANCE_QUOTES)
-    print(f"  one {config.NUM_DIGITS_LONG:,}-digit run ({pilish_generate.DECODING}, {pilish_generate.NUM_BEAMS} beams, "
+    long_options = WriteOptions()  # all of pilish_generate's defaults: the whole-text rules and the priors too
+    ngrams = load_ngrams(config.MODEL_DIR)
+    print(f"  one {config.NUM_DIGITS_LONG:,}-digit run ({long_options.decoding}, {long_options.num_beams} beams, "
           f"{long_threads} thread{'s' * (long_threads > 1)}) ...")
     torch.set_num_threads(long_threads)
-    seconds, tokens, exact = timed(
-        lambda: pilish_run(model, tokenizer, get_digits("pi", config.NUM_DIGITS_LONG), long_settings), config.SEED)
+    seconds, tokens, exact = timed(lambda: pilish_run(
+        model, tokenizer, get_digits("pi", config.NUM_DIGITS_LONG), long_options, ngrams), config.SEED)
     torch.set_num_threads(default_threads)
     long_vs_free = f"{1000 * seconds / tokens / free_ms[long_threads]:.2f}x" if long_threads in free_ms else ""
-    rows.append([f"Pilish {pilish_generate.DECODING} {pilish_generate.NUM_BEAMS}, {config.NUM_DIGITS_LONG:,} digits "
+    rows.append([f"Pilish {long_options.decoding} {long_options.num_beams}, {config.NUM_DIGITS_LONG:,} digits "
                  f"({seconds:.0f} s)", long_threads, tokens, f"{tokens / seconds:,.0f}",
                  f"{1000 * seconds / tokens:.2f}", long_vs_free, "✓" if exact else "✗"])
 
@@ -165,11 +157,10 @@ def main(config):
     notes = [
         f"Pilish sampling overhead per token (goal ≤ {config.OVERHEAD_GOAL}x free sampling): {verdict}",
         f"medians of {config.REPEATS}; Pilish rows spell {num_digits} digits of pi with pilish_generate's defaults "
-        f"(no_repeat_ngram_size {pilish_generate.NO_REPEAT_NGRAM_SIZE}, "
-        f"repetition_penalty {pilish_generate.REPETITION_PENALTY}, "
+        f"(no_repeat_ngram_size {short.no_repeat_ngram_size}, repetition_penalty {short.repetition_penalty}, "
         f"window of {model.config.n_positions} tokens sliding every {model.config.n_positions // 4}); "
         f"beam rows count the tokens of the text returned; the long run adds the defaults' whole-text rules and "
-        f"n-gram priors (MODEL_DIR/ngrams.pt{'' if long_settings['ngrams'] else ': none, so no prior'})",
+        f"n-gram priors (MODEL_DIR/ngrams.pt{'' if ngrams else ': none, so no prior'})",
         *([f"threads: free sampling takes {free_ms[default_threads]:.2f} ms/token with {default_threads} threads "
            f"and {free_ms[1]:.2f} with 1 ({free_ms[default_threads] / free_ms[1]:.2f}x)"] if 1 in free_ms
           and default_threads != 1 else []),

@@ -1,13 +1,13 @@
 """The output layer and its loss alone: the stock logits + cross-entropy against lm_loss's chunks.
 
-    python bench/lm_loss_speed.py                          # about 2 minutes on 2 CPU cores
-    python bench/lm_loss_speed.py --chunk_sizes=[128,256] --repeats=9
-    python bench/lm_loss_speed.py --threads=1 --record=false
+    python -m bench.lm_loss_speed                          # about 2 minutes on 2 CPU cores
+    python -m bench.lm_loss_speed --chunk_sizes=[128,256] --repeats=9
+    python -m bench.lm_loss_speed --threads=1 --record=false
 
 One forward and backward pass of the loss from TOKENS final hidden states (a batch of 16 x 256 by
 default) through a VOCAB_SIZE x N_EMBD output layer, as train_model.py's model does it: "stock" is
 GPT2LMHeadModel's way (the full logits, upcast to fp32, cross-entropy); "chunked" is
-lm_loss.ChunkedCrossEntropy at each chunk size (gradients made in the forward pass); "recompute" is
+lmkit.lm_loss.ChunkedCrossEntropy at each chunk size (gradients made in the forward pass); "recompute" is
 the other design, which keeps only the log-sum-exp and recomputes each chunk's logits in backward.
 bf16 autocast on CUDA, fp32 on CPU. Times and peak memory (above the inputs) are medians; the ratio
 is the median of per-repeat ratios against stock, measured back to back. Appends to BENCHMARKS.md.
@@ -23,14 +23,11 @@ THREADS = 0  # torch threads on a CPU (0 = torch's default)
 RECORD = True  # append the results to BENCHMARKS.md
 SEED = 42  # hidden states, weights and targets
 
-import sys
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repo root: common, lm_loss
-
-from _bench import median, peak_memory, report  # noqa: E402
-from common import UserError, pick_device, run_script  # noqa: E402
+from bench.support import median, peak_memory, report
+from lmkit.folders import pick_device
+from lmkit.settings import UserError, run_script
 
 
 def recompute_loss():
@@ -72,7 +69,7 @@ def recompute_loss():
 def main(config):
     import torch
 
-    import lm_loss
+    from lmkit import lm_loss
 
     try:
         chunk_sizes = [int(size) for size in config.CHUNK_SIZES]

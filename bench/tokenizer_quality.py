@@ -1,7 +1,7 @@
 """How well the tokenizer covers and reproduces real TinyStories text.
 
-    python bench/tokenizer_quality.py                          # trains one on the sample's train.txt
-    python bench/tokenizer_quality.py --tokenizer_dir=tokenizer  # measure a saved tokenizer instead
+    python -m bench.tokenizer_quality                          # trains one on the sample's train.txt
+    python -m bench.tokenizer_quality --tokenizer_dir=tokenizer  # measure a saved tokenizer instead
 
 Reports the vocabulary size, the entries spent on space-mark variants (a token whose text without
 its leading ▁ is a token too, e.g. `▁"` and `"`), the [UNK] rate of VALID_FILE's words, and the
@@ -20,8 +20,11 @@ RECORD = True  # append the results to BENCHMARKS.md
 import re
 import tempfile
 
-from _bench import data_file, report  # first: it puts the repo root on sys.path
-from common import SPACE_MARK, UserError, configure, run_script, stories_in_txt
+from bench.support import data_file, report, run_project_script
+from lmkit.data import stories_in_txt
+from lmkit.settings import UserError, run_script
+from lmkit.text import SPACE_MARK
+from lmkit.tokenizer import build_normalizer, unk_rate
 
 
 def squeeze(text):
@@ -31,22 +34,20 @@ def squeeze(text):
 def main(config):
     from transformers import AutoTokenizer
 
-    import train_tokenizer
-
     valid_path = data_file(config.VALID_FILE, "validation")
     work = tempfile.TemporaryDirectory(prefix="bench-tokenizer-")
     folder = config.TOKENIZER_DIR
     if not folder:
         folder = work.name
-        train_tokenizer.main(configure(vars(train_tokenizer), [
-            f"--dataset={data_file(config.TRAIN_FILE, 'train')}", f"--tokenizer_dir={folder}", "--held_out=0"]))
+        run_project_script("train_tokenizer.py", f"--dataset={data_file(config.TRAIN_FILE, 'train')}",
+                           f"--tokenizer_dir={folder}", "--held_out=0")
     tokenizer = AutoTokenizer.from_pretrained(folder)
     vocab = tokenizer.get_vocab()
     variants = sorted(token for token in vocab if token.startswith(SPACE_MARK) and token[1:] in vocab)
 
     paragraphs = [story["text"] for story in stories_in_txt([valid_path])]
-    unk, words = train_tokenizer.unk_rate(tokenizer.backend_tokenizer, paragraphs)
-    normalizer = train_tokenizer.build_normalizer()  # the readable normalization, without space marks
+    unk, words = unk_rate(tokenizer.backend_tokenizer, paragraphs)
+    normalizer = build_normalizer()  # the readable normalization, without space marks
     known, exact, mismatches = 0, [], []
     for text, ids in zip(paragraphs, tokenizer(paragraphs, add_special_tokens=False)["input_ids"]):
         if tokenizer.unk_token_id in ids:

@@ -1,17 +1,18 @@
 """Training throughput: the stock loss against lm_loss's chunked one, eager against torch.compile,
 and this kit's data path against the way a typical tutorial does it.
 
-    python bench/train_speed.py                         # about 10 minutes on 2 CPU cores (compiling is most of it)
-    python bench/train_speed.py --compile=false --steps=20 --repeats=5
-    python bench/train_speed.py --batch_sizes=[64,128,256]          # on a GPU
-    python bench/train_speed.py --record=false          # print the table only
+    python -m bench.train_speed                         # about 10 minutes on 2 CPU cores (compiling is most of it)
+    python -m bench.train_speed --compile=false --steps=20 --repeats=5
+    python -m bench.train_speed --batch_sizes=[64,128,256]          # on a GPU
+    python -m bench.train_speed --record=false          # print the table only
 
 "ours" is train_model.py exactly: stories tokenized with datasets.map and packed into full blocks
 (no padding), GPT-2 with exact GELU and PyTorch's fused attention, Trainer (fp32 on CPU, bf16 + tf32
-on CUDA), with the stock loss (the full logits) or the chunked one (lm_loss.py, FUSED_LOSS), each
-eager and compiled (COMPILE). "tutorial" tokenizes each story alone, padded to CONTEXT_LENGTH, uses
+on CUDA), with the stock loss (the full logits) or the chunked one (lmkit/lm_loss.py, its FUSED_LOSS), each
+eager and compiled (its COMPILE). "tutorial" tokenizes each story alone, padded to CONTEXT_LENGTH, uses
 DataCollatorForLanguageModeling and a stock GPT2Config (gelu_new, dropout 0.1), Trainer, fp32.
-All use the default architecture with a 30,000-word output layer, the size that dominates the cost.
+All use train_model.py's default architecture (CONTEXT_LENGTH ... LEARNING_RATE below hold its
+defaults) with a 30,000-word output layer, the size that dominates the cost.
 The sample's stories are repeated as often as the steps need. Throughput counts only real
 (non-padding) tokens; MFU is against a dense matmul measured in the same run. Appends the table
 to BENCHMARKS.md.
@@ -20,6 +21,12 @@ to BENCHMARKS.md.
 TRAIN_FILE = ""  # stories to train on ("" = the bundled sample, data/tinystories-sample/train.txt.gz)
 TOKENIZER_DIR = ""  # a trained tokenizer ("" = train one on TRAIN_FILE into a temporary folder, ~1 s)
 VOCAB_SIZE = 30000  # width of the output layer; the sample's tokenizer has fewer words, its ids all fit
+CONTEXT_LENGTH = 256  # tokens per block (train_model.py's default)
+N_LAYER = 4  # transformer blocks (train_model.py's default)
+N_HEAD = 4  # attention heads per block (train_model.py's default)
+N_EMBD = 128  # width (train_model.py's default)
+DROPOUT = 0.0  # dropout of "ours" (train_model.py's default; the tutorial's stock GPT2Config has 0.1)
+LEARNING_RATE = 2e-3  # peak learning rate of "ours" (train_model.py's default)
 BATCH_SIZES = []  # blocks per step, a set of rows each ([] = 64 and 256 on a GPU; 16 on a CPU)
 COMPILE = True  # also measure torch.compile'd rows (on a CPU each takes minutes to compile)
 TUTORIAL = True  # also measure the tutorial setup, at the first batch size
@@ -36,23 +43,21 @@ import tempfile
 import time
 from pathlib import Path
 
-from _bench import data_file, matmul_peak, median, report  # first: it puts the repo root on sys.path
-import lm_loss
-import train_model  # its settings: the model and learning rate measured here
-import training
-from common import UserError, configure, load_stories, load_tokenizer, pick_device, run_script
+from bench.support import data_file, matmul_peak, median, profiled_peak, report, run_project_script
+from lmkit import lm_loss, training
+from lmkit.data import load_stories
+from lmkit.folders import load_tokenizer, pick_device
+from lmkit.settings import UserError, at_least, run_script, within
 
 
 def step_clock(probe_step):
     """A TrainerCallback that notes the time at the start of training and at the end of every
-    optimizer step, and measures step `probe_step`'s peak memory (_bench.peak_memory's measures:
+    optimizer step, and measures step `probe_step`'s peak memory (bench.support.peak_memory's measures:
     on a GPU the peak of the whole run so far; on a CPU that step's peak above its start, which
     leaves out the weights and optimizer state; the profiler slows the step, so it is not timed)."""
     import torch
     from torch.profiler import ProfilerActivity, profile
     from transformers import TrainerCallback
-
-    from _bench import profiled_peak
 
     on_cuda = torch.cuda.is_available()
 
@@ -102,11 +107,11 @@ def count_real_tokens(model):
 
 
 def training_arguments(output_dir, config, batch_size, total_steps, ours, compiled, device):
-    """Ours: train_model.py's recipe (training.training_arguments). Tutorial: the Trainer's defaults, fp32."""
+    """Ours: train_model.py's recipe (lmkit.training.training_arguments). Tutorial: the Trainer's defaults, fp32."""
     from transformers import TrainingArguments
     if ours:
         return training.training_arguments(output_dir, device=device, batch_size=batch_size,
-                                           learning_rate=train_model.LEARNING_RATE, seed=config.SEED,
+                                           learning_rate=config.LEARNING_RATE, seed=config.SEED,
                                            max_steps=total_steps, compile=compiled, checkpoints=False)
     return TrainingArguments(
         output_dir=output_dir, per_device_train_batch_size=batch_size, max_steps=total_steps,
@@ -193,12 +198,17 @@ def main(config):
     import transformers
     from transformers import DataCollatorForLanguageModeling, GPT2Config, GPT2LMHeadModel, set_seed
 
-    import train_tokenizer
-
     if min(config.STEPS, config.REPEATS) < 1 or config.WARMUP_STEPS < 0:
         raise UserError("STEPS and REPEATS must be at least 1, WARMUP_STEPS at least 0")
     if config.WARMUP_STEPS == 0 and config.STEPS < 2:
         raise UserError("with WARMUP_STEPS=0 the first step is not timed: give STEPS of at least 2")
+    at_least(config, 1, "N_LAYER", "N_HEAD", "N_EMBD")
+    at_least(config, 2, "CONTEXT_LENGTH")
+    within(config, "DROPOUT", 0, 1, high_open=True)
+    if config.LEARNING_RATE <= 0:
+        raise UserError(f"LEARNING_RATE must be above 0, not {config.LEARNING_RATE}")
+    if config.N_EMBD % config.N_HEAD:
+        raise UserError(f"N_EMBD ({config.N_EMBD}) must be a multiple of N_HEAD ({config.N_HEAD})")
     device = pick_device()
     on_cuda = device == "cuda"
     try:
@@ -215,13 +225,12 @@ def main(config):
     if config.TOKENIZER_DIR:
         tokenizer = load_tokenizer(config.TOKENIZER_DIR)
     else:
-        with contextlib.redirect_stdout(io.StringIO()):
-            train_tokenizer.main(configure(vars(train_tokenizer),
-                                           [f"--dataset={train_path}", f"--tokenizer_dir={work.name}/tokenizer"]))
+        run_project_script("train_tokenizer.py", f"--dataset={train_path}", f"--tokenizer_dir={work.name}/tokenizer",
+                           quiet=True)
         tokenizer = load_tokenizer(f"{work.name}/tokenizer")
     if len(tokenizer) > config.VOCAB_SIZE:
         raise UserError(f"the tokenizer has {len(tokenizer):,} tokens, more than VOCAB_SIZE={config.VOCAB_SIZE:,}")
-    context = train_model.CONTEXT_LENGTH
+    context = config.CONTEXT_LENGTH
 
     # Tokenizing: ours (map + pack, as train_model.py) and the tutorial's padded map, each from a
     # fresh cache folder, REPEATS times.
@@ -245,16 +254,16 @@ def main(config):
     def our_model(fused):
         set_seed(config.SEED)
         model = training.build_model(  # train_model.py's model, with a VOCAB_SIZE-wide output layer
-            config.VOCAB_SIZE, context_length=context, n_embd=train_model.N_EMBD, n_layer=train_model.N_LAYER,
-            n_head=train_model.N_HEAD, dropout=train_model.DROPOUT, eos_token_id=tokenizer.eos_token_id,
+            config.VOCAB_SIZE, context_length=context, n_embd=config.N_EMBD, n_layer=config.N_LAYER,
+            n_head=config.N_HEAD, dropout=config.DROPOUT, eos_token_id=tokenizer.eos_token_id,
             pad_token_id=tokenizer.pad_token_id)
         return lm_loss.use_chunked_loss(model, lm_loss.default_chunk_size(device)) if fused else model
 
     def tutorial_model():
         set_seed(config.SEED)
         return GPT2LMHeadModel(GPT2Config(vocab_size=config.VOCAB_SIZE, n_positions=context,
-                                          n_embd=train_model.N_EMBD, n_layer=train_model.N_LAYER,
-                                          n_head=train_model.N_HEAD))
+                                          n_embd=config.N_EMBD, n_layer=config.N_LAYER,
+                                          n_head=config.N_HEAD))
 
     tutorial_collator = DataCollatorForLanguageModeling(tokenizer, mlm=False)  # pad labels become -100
     probe = our_model(False)
@@ -335,7 +344,7 @@ def main(config):
         f"peak: {peak / 1e9:,.0f} GFLOP/s ({'bf16' if on_cuda else 'fp32'} {size}x{size} matmul, median of "
         f"{config.REPEATS}x5); model {parameters / 1e6:.2f}M parameters, {flops / 1e6:.1f} MFLOP per token",
         f"precision: ours {'bf16/fp16 autocast + tf32' if on_cuda else 'fp32'}, tutorial fp32; chunked loss: "
-        f"lm_loss.py, {lm_loss.default_chunk_size(device)} tokens per chunk",
+        f"lmkit/lm_loss.py, {lm_loss.default_chunk_size(device)} tokens per chunk",
         "peak memory: " + ("torch.cuda.max_memory_allocated over the run (weights, optimizer state and all)"
                            if on_cuda else "one training step's peak allocation above its start (activations, "
                            "logits, gradients; not the weights or optimizer state), from torch.profiler"),

@@ -15,10 +15,14 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 ROOT = Path(__file__).resolve().parent.parent  # on sys.path through pytest.ini's pythonpath, as is tests/
 
 import pytest  # noqa: E402
+import torch  # noqa: E402
 from hypothesis import settings  # noqa: E402
+from transformers import GPT2Config, GPT2LMHeadModel  # noqa: E402
 
 import corpus  # noqa: E402
-from common import configure  # noqa: E402
+import train_model  # noqa: E402
+import train_tokenizer  # noqa: E402
+from lmkit.settings import configure  # noqa: E402
 
 # Hypothesis draws the same examples on every run (derandomize): a failure in CI is a failure on
 # every rerun and on every laptop, never a one-off. HYPOTHESIS_PROFILE=explore draws fresh random
@@ -35,7 +39,6 @@ TINY_MODEL = ["--n_layer=1", "--n_head=2", "--n_embd=32", "--context_length=32",
 def one_torch_thread():
     """Tests run tiny models: on a busy 2-core machine, handing a small matmul between threads costs far
     more than it saves (a forward pass measured 20x slower with 2 threads than with 1 there)."""
-    import torch
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     yield
@@ -45,6 +48,21 @@ def one_torch_thread():
 def run_main(module, argv):
     """Run a script's main() in-process with --name=value overrides, as the command line would."""
     module.main(configure(vars(module), argv))
+
+
+def train(corpus_file, tokenizer_dir, model_dir, *extra):
+    """train_model.py's main on the tiny model (TINY_MODEL), with more --name=value overrides in `extra`."""
+    run_main(train_model, [f"--dataset={corpus_file}", f"--tokenizer_dir={tokenizer_dir}",
+                           f"--model_dir={model_dir}", *TINY_MODEL, *extra])
+
+
+def tiny_gpt2(vocab_size, *, n_positions, n_embd, n_layer, n_head=2, seed=0, **config):
+    """A randomly initialised GPT2LMHeadModel in training mode, the same weights for the same arguments
+    (torch is seeded with `seed` first). `config`: more GPT2Config fields (dropout, token ids,
+    activation_function, attn_implementation...)."""
+    torch.manual_seed(seed)
+    return GPT2LMHeadModel(GPT2Config(vocab_size=vocab_size, n_positions=n_positions, n_embd=n_embd,
+                                      n_layer=n_layer, n_head=n_head, **config))
 
 
 # PILISH_TEST_FIXTURES=DIR keeps the corpus, tokenizer and tiny model below in DIR and reuses them in
@@ -69,7 +87,6 @@ def corpus_file(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def tokenizer_dir(corpus_file, tmp_path_factory):
-    import train_tokenizer
     folder, ready = fixture_folder(tmp_path_factory, "tokenizer")
     if not ready:
         run_main(train_tokenizer, [f"--dataset={corpus_file}", f"--tokenizer_dir={folder}", "--held_out=0.05"])
@@ -80,7 +97,6 @@ def tokenizer_dir(corpus_file, tmp_path_factory):
 @pytest.fixture(scope="session")
 def model_dir(corpus_file, tokenizer_dir, tmp_path_factory):
     """A tiny model trained for a few dozen steps: enough to have learnt the corpus' shape."""
-    import train_model
     folder, ready = fixture_folder(tmp_path_factory, "model")
     if not ready:
         run_main(train_model, [f"--dataset={corpus_file}", f"--tokenizer_dir={tokenizer_dir}",

@@ -1,12 +1,21 @@
+"""lmkit.data: stories from a .txt (maybe gzipped), a folder, json/jsonl/parquet, the bundled sample or the hub."""
+
 import gzip
 import json
+import os
 import shutil
+import subprocess
+import sys
 import time
 
+import pandas as pd
 import pytest
 
 import corpus
-from common import SAMPLE_DIR, UserError, load_stories, stories_in_txt
+from conftest import ROOT
+from lmkit import data
+from lmkit.data import SAMPLE_DIR, hub_offline, load_stories, stories_in_txt
+from lmkit.settings import UserError
 
 
 def texts(dataset):
@@ -40,7 +49,6 @@ def test_folder_of_txt_files(tmp_path):
 
 
 def test_json_jsonl_and_parquet(tmp_path):
-    import pandas as pd
     rows = [{"text": "Story one.", "id": 1}, {"text": "Story two.", "id": 2}]
     (tmp_path / "d.json").write_text(json.dumps(rows))
     (tmp_path / "d.jsonl").write_text("\n".join(json.dumps(r) for r in rows))
@@ -160,26 +168,19 @@ def test_unreachable_hub_is_one_clear_line():
     ("0", False), ("", False), (None, False), ("false", False), ("no", False), ("off", False),
 ])
 def test_hf_hub_offline_is_read_as_huggingface_hub_reads_it(value, offline):
-    from common import hub_offline
     assert hub_offline({} if value is None else {"HF_HUB_OFFLINE": value}) is offline
 
 
 def test_hf_hub_offline_0_still_checks_the_hub_first(monkeypatch):
-    import common
     checked = []
     monkeypatch.setenv("HF_HUB_OFFLINE", "0")
-    monkeypatch.setattr(common, "_hub_reachable", lambda: checked.append(True) or False)
+    monkeypatch.setattr(data, "_hub_reachable", lambda: checked.append(True) or False)
     with pytest.raises(UserError, match="cannot reach the Hugging Face hub"):
         load_stories("roneneldan/TinyStories")
     assert checked  # "0" means online: the quick reachability check runs, no minutes of retries
 
 
 def test_hf_hub_offline_0_without_network_fails_in_one_line():
-    import os
-    import subprocess
-    import sys
-
-    from conftest import ROOT
     # retrying took 24-28 s: the time limit (not a timed assert) only catches that
     result = subprocess.run([sys.executable, "train_tokenizer.py", "--tokenizer_dir=/nonexistent/tok"], cwd=ROOT,
                             capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "0"}, timeout=30)

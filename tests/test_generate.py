@@ -1,12 +1,20 @@
+"""generate.py: sampling from the tiny model, prompts and their padding, settings that reach generate."""
+
 import io
+import re
 import subprocess
 import sys
 
 import pytest
+import torch
+from transformers import pipeline
 
 import generate
-from common import UserError, configure, load_model
 from conftest import ROOT, run_main
+from lmkit.folders import load_model
+from lmkit.settings import UserError, configure
+from lmkit.text import detokenize, split_words
+from pilish.tokens import token_text
 
 
 def settings(model_dir, *argv):
@@ -84,13 +92,6 @@ PIPELINE_PROMPTS = ["Once upon a time there was", "The cat", 'Lily said, "Let\'s
 def test_pipeline_continues_with_a_space_and_reads_like_generate(model_dir):
     """The text-generation pipeline prints prompt + tokenizer.decode(new tokens): no glued words,
     and the same text as the scripts' detokenize gives for the same tokens."""
-    import re
-
-    import torch
-    from transformers import pipeline
-
-    from common import detokenize, split_words
-    from pilish import token_text
     model, tokenizer = load_model(model_dir)
     vocabulary = {token_text(token) for token in tokenizer.get_vocab()}
     generator = pipeline("text-generation", model=model, tokenizer=tokenizer)

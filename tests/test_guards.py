@@ -5,29 +5,30 @@ The guarded cases compare the checksums of every file before and after the refus
 
 import hashlib
 import json
+import os
 import shutil
+import signal
 import subprocess
 import sys
 
 import pytest
+import torch
+from transformers import TrainerControl, TrainerState
 
 import generate
 import pilish_generate
 import train_model
 import train_tokenizer
-import training
-from common import SPACE_MARK, UserError, run_script, tokenizer_fingerprint
-from conftest import ROOT, TINY_MODEL, run_main
+from conftest import ROOT, run_main, train
+from lmkit import training
+from lmkit.folders import load_tokenizer, tokenizer_fingerprint, vocabulary_fingerprint
+from lmkit.settings import UserError, run_script
+from lmkit.text import SPACE_MARK
 
 
 def checksums(folder):
     return {str(path.relative_to(folder)): hashlib.sha256(path.read_bytes()).hexdigest()
             for path in sorted(folder.rglob("*")) if path.is_file()}
-
-
-def train(corpus_file, tokenizer_dir, model_dir, *extra):
-    run_main(train_model, [f"--dataset={corpus_file}", f"--tokenizer_dir={tokenizer_dir}",
-                           f"--model_dir={model_dir}", *TINY_MODEL, *extra])
 
 
 def swapped_tokenizer(tokenizer_dir, folder):
@@ -106,7 +107,6 @@ def test_train_tokenizer_refuses_a_model_folder_and_another_tokenizer(model_dir,
 
 
 def test_fingerprint_is_the_same_from_the_file_and_from_transformers(tokenizer_dir, tmp_path):
-    from common import load_tokenizer, vocabulary_fingerprint
     assert tokenizer_fingerprint(tokenizer_dir) == vocabulary_fingerprint(load_tokenizer(tokenizer_dir).get_vocab())
     other = swapped_tokenizer(tokenizer_dir, tmp_path / "x")
     assert tokenizer_fingerprint(other) != tokenizer_fingerprint(tokenizer_dir)
@@ -137,8 +137,6 @@ def test_nan_on_a_save_step_saves_nothing_and_a_lower_rate_recovers(corpus_file,
 
 
 def test_guard_refuses_to_save_non_finite_weights_or_losses():
-    import torch
-    from transformers import TrainerControl, TrainerState
     guard = training.make_guard_callback()
     model = torch.nn.Linear(2, 2)
     state, control = TrainerState(global_step=3), TrainerControl(should_save=True)
@@ -262,8 +260,6 @@ def test_ctrl_c_is_one_line_and_exit_130(capsys):
 
 
 def test_ctrl_c_while_writing_pilish_ends_in_one_line(model_dir):
-    import os
-    import signal
     process = subprocess.Popen([sys.executable, "pilish_generate.py", f"--model_dir={model_dir}", "--num_digits=3000",
                                 "--decoding=sample"], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                env={**os.environ, "OMP_NUM_THREADS": "1"})

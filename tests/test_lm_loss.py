@@ -1,26 +1,23 @@
+"""lmkit.lm_loss: the chunked loss against the stock GPT2LMHeadModel's, its memory, and what it saves."""
+
 import json
-import sys
 
 import pytest
 import torch
-from transformers import AutoModelForCausalLM, GPT2Config, GPT2LMHeadModel
+from transformers import AutoModelForCausalLM, GPT2LMHeadModel
 
-import lm_loss
-from conftest import ROOT
-
-sys.path.insert(0, str(ROOT / "bench"))
-from _bench import peak_memory  # noqa: E402
+from bench.support import peak_memory
+from conftest import tiny_gpt2
+from lmkit import lm_loss
 
 DEVICE = "cpu"  # parity in fp32; the CUDA path differs only in the matmuls' autocast dtype
 
 
 def tiny_model(vocab_size=300, seed=0):
-    torch.manual_seed(seed)
-    config = GPT2Config(vocab_size=vocab_size, n_positions=32, n_embd=32, n_layer=2, n_head=2, resid_pdrop=0.0,
-                        embd_pdrop=0.0, attn_pdrop=0.0, activation_function="gelu", bos_token_id=2,
-                        eos_token_id=2, pad_token_id=0)
-    config._attn_implementation = "sdpa"
-    model = GPT2LMHeadModel(config)
+    """A GPT-2 built as train_model builds one (no dropout, exact GELU, fused attention), in training mode."""
+    model = tiny_gpt2(vocab_size, n_positions=32, n_embd=32, n_layer=2, seed=seed, resid_pdrop=0.0,
+                      embd_pdrop=0.0, attn_pdrop=0.0, activation_function="gelu", bos_token_id=2,
+                      eos_token_id=2, pad_token_id=0, attn_implementation="sdpa")
     model.loss_type = "ForCausalLM"
     return model.to(DEVICE)
 

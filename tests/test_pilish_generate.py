@@ -1,14 +1,23 @@
+"""pilish_generate.py: its settings, what it prints and writes, --check_file and --show_digits, and its
+errors. What `write` itself does is in test_pilish_writing.py."""
+
+import inspect
 import re
+import shutil
 import subprocess
 import sys
 
 import pytest
+import torch
 
 import pilish_generate
-import pilish
-from common import UserError, load_model
 from conftest import ROOT, run_main
-from pilish import WORD_RE, get_digits, letters_in, verify
+from lmkit.folders import load_model
+from lmkit.settings import UserError
+from pilish import writing
+from pilish.prior import NGRAMS_FILE, WritingPrior
+from pilish.rules import PilishError, get_digits, verify
+from pilish.tokens import WORD_RE, letters_in
 
 PI_SENTENCE = "How I need a drink, alcoholic in nature, after the heavy lectures involving quantum mechanics!"
 
@@ -38,7 +47,7 @@ def test_bad_settings_are_one_line_errors(model_dir, arg, words):
 
 
 def test_prompt_that_breaks_the_digits_says_where(model_dir):
-    with pytest.raises(pilish.PilishError, match='prompt does not follow the digits: word 1 "hello" has 5 letters but digit 1 of the sequence is 3'):
+    with pytest.raises(PilishError, match='prompt does not follow the digits: word 1 "hello" has 5 letters but digit 1 of the sequence is 3'):
         run_main(pilish_generate, [f"--model_dir={model_dir}", "--prompt=hello world"])
     result = run_script(f"--model_dir={model_dir}", "--prompt=hello world")
     assert result.returncode != 0 and result.stderr.count("\n") == 1
@@ -89,214 +98,21 @@ def test_standard_rules_and_other_constants(model_dir, capsys):
     assert [int(c) % 10 for c in counts[:3]] == [letters_in(w) % 10 for w in words[:3]] == [2, 7, 1]
 
 
-def test_sliding_window_keeps_a_long_text_exact(model_dir):
-    model, tokenizer = load_model(model_dir)
-    assert model.config.n_positions == 32
-    digits = get_digits("pi", 150)
-    for decoding in ("sample", "beam"):
-        written = pilish.write(model, tokenizer, digits, **pilish.decoding_settings(decoding))
-        assert len(written.ids) > 4 * 32  # several contexts long
-        assert written.verification.ok and written.prompt_digits == 0
-        text = " ".join(tokenizer.convert_ids_to_tokens(written.ids))
-        assert verify(text, digits, "basic").ok
-
-
-def test_write_continues_a_prompt_and_returns_text_ids_and_positions(model_dir):
-    model, tokenizer = load_model(model_dir)
-    digits = get_digits("pi", 12)
-    written = pilish.write(model, tokenizer, digits, prompt="Tom, a ball", **pilish.decoding_settings("beam", 2))
-    assert written.prompt_digits == 3 and written.prompt_ids == tokenizer.convert_tokens_to_ids(["▁tom", ",", "▁a", "▁ball"])
-    assert written.text.startswith("tom, a ball") and written.verification.ok
-    assert written.verification == verify(written.text, digits, "basic")
-    generated_words = [w for w in tokenizer.convert_ids_to_tokens(written.ids) if letters_in(w)]
-    assert [letters_in(w) % 10 for w in generated_words] == [int(d) for d in digits[3:]]  # prompt not included
-
-
-@pytest.mark.parametrize("options, message", [
-    ({"prompt": "hello world"}, "prompt does not follow the digits"),
-    ({"window": 3}, "too short"),
-    ({"rules": "fancy"}, "unknown Pilish rules"),
-])
-def test_write_raises_pilish_errors_that_are_value_errors(model_dir, options, message):
-    model, tokenizer = load_model(model_dir)
-    with pytest.raises(pilish.PilishError, match=message) as raised:
-        pilish.write(model, tokenizer, "31415", **options)
-    assert isinstance(raised.value, ValueError)
-
-
-def test_write_fails_fast_when_the_processor_makes_no_progress(model_dir, monkeypatch):
-    import pilish_engine
-    model, tokenizer = load_model(model_dir)
-    # a broken processor that never counts a digit: write must stop at once, not loop for ever
-    monkeypatch.setattr(pilish_engine.PilishLogitsProcessor, "positions",
-                        lambda self, input_ids: self._starts(input_ids.shape[0]))
-    with pytest.raises(RuntimeError, match="no progress at digit 0"):
-        pilish.write(model, tokenizer, get_digits("pi", 50), do_sample=False)
-
-
-def test_decoding_settings_reach_generate():
-    assert pilish.decoding_settings("beam", 4, no_repeat_ngram_size=0, repetition_penalty=1.0) == dict(
-        do_sample=False, num_beams=4, early_stopping=True, no_repeat_ngram_size=None, repetition_penalty=None)
-    assert pilish.decoding_settings("sample", temperature=0.5, top_k=0, top_p=0.9, no_repeat_ngram_size=2,
-                                    repetition_penalty=1.3) == dict(
-        do_sample=True, temperature=0.5, top_k=None, top_p=0.9, no_repeat_ngram_size=2, repetition_penalty=1.3)
-    with pytest.raises(pilish.PilishError, match="decoding must be one of beam, sample"):
-        pilish.decoding_settings("greedy")
-
-
-def test_topic_is_read_first_but_spells_no_digits_and_is_not_printed(model_dir):
-    model, tokenizer = load_model(model_dir)
-    digits = get_digits("pi", 30)
-    settings = pilish.decoding_settings("beam", 2)
-    plain = pilish.write(model, tokenizer, digits, **settings)
-    topic = "The dog ran to the kitchen."
-    about_a_dog = pilish.write(model, tokenizer, digits, topic=topic, **settings)
-    assert about_a_dog.verification.ok and about_a_dog.topic_ids == tokenizer.convert_tokens_to_ids(
-        ["▁the", "▁dog", "▁ran", "▁to", "▁the", "▁kitchen", "."])
-    assert about_a_dog.ids != plain.ids  # the topic changes what is written
-    generated_words = [w for w in tokenizer.convert_ids_to_tokens(about_a_dog.ids) if letters_in(w)]
-    assert [letters_in(w) % 10 for w in generated_words] == [int(d) for d in digits]  # the topic spells none
-    assert not about_a_dog.text.startswith("the dog ran")
-
-
-def test_topic_stays_pinned_through_the_sliding_window(model_dir, monkeypatch):
-    model, tokenizer = load_model(model_dir)
-    topic_ids = tokenizer.convert_tokens_to_ids(["▁the", "▁dog", "▁ran", "."])
-    windows = []
-    original = model.generate
-
-    def spy(input_ids, **kwargs):
-        windows.append(input_ids[0].tolist())
-        return original(input_ids, **kwargs)
-
-    monkeypatch.setattr(model, "generate", spy)
-    digits = get_digits("pi", 80)
-    written = pilish.write(model, tokenizer, digits, topic="The dog ran.", **pilish.decoding_settings("sample"))
-    assert written.verification.ok and len(windows) > 3
-    assert all(window[:5] == [tokenizer.eos_token_id, *topic_ids] for window in windows)
-    with pytest.raises(pilish.PilishError, match="topic is 20 tokens long"):
-        pilish.write(model, tokenizer, digits, topic="the dog ran. " * 5)
-
-
 def test_topic_setting_prints_only_the_pilish(model_dir, capsys):
     run_main(pilish_generate, [f"--model_dir={model_dir}", "--topic=Tom saw a big red dog.", "--num_digits=20"])
     out = capsys.readouterr().out
     assert "✓ 20/20 digits of pi" in out and "tom saw a big red dog" not in out
 
 
-def repeats(words, n):
-    """Word n-grams of `words` that already occurred earlier in it (n=1: the same word twice in a row)."""
-    if n == 1:
-        return sum(a == b for a, b in zip(words, words[1:]))
-    grams = [tuple(words[i:i + n]) for i in range(len(words) - n + 1)]
-    return len(grams) - len(set(grams))
-
-
-def test_ngram_table_counts_word_ngrams_across_marks_and_the_marks_after_two_tokens(tokenizer_dir):
-    from common import load_tokenizer
-    tokenizer = load_tokenizer(tokenizer_dir)
-    size = len(tokenizer)
-    table = pilish.ngram_table(tokenizer, ['Mom said, "Let\'s play!"', "I am so happy."])
-
-    def ids(*tokens):
-        found = tokenizer.convert_tokens_to_ids(list(tokens))
-        assert tokenizer.unk_token_id not in found
-        return found
-
-    def keys(*grams):
-        out = []
-        for gram in grams:
-            key = 0
-            for token_id in ids(*gram):
-                key = key * size + token_id
-            out.append(key)
-        return sorted(out)
-
-    assert table["bigrams"].tolist() == keys(("▁mom", "▁said"), ("▁said", "▁let's"), ("▁let's", "▁play"),
-                                             ("▁i", "▁am"), ("▁am", "▁so"), ("▁so", "▁happy"))
-    assert table["trigrams"].tolist() == keys(("▁mom", "▁said", "▁let's"), ("▁said", "▁let's", "▁play"),
-                                              ("▁i", "▁am", "▁so"), ("▁am", "▁so", "▁happy"))
-    # the marks that follow two tokens: `mom said ,`, `said , "`, `let's play !`, `play ! "`, `so happy .`
-    assert table["marks"].tolist() == keys(("▁mom", "▁said", ","), ("▁said", ",", '▁"'), ("▁let's", "▁play", "!"),
-                                           ("▁play", "!", '"'), ("▁so", "▁happy", "."))
-    assert pilish.ngram_table(tokenizer, ["Mom said, mom said."], min_count=2)["marks"].tolist() == []
-
-
-def test_whole_text_rules_and_the_prior_keep_a_long_text_exact(model_dir, corpus_file, tmp_path):
-    import fluency
-    model, tokenizer = load_model(model_dir)
-    table = pilish.ngram_table(tokenizer, fluency.read_stories(corpus_file))
-    pilish.save_ngrams(tmp_path, table)
-    loaded = pilish.load_ngrams(tmp_path)
-    assert all(torch_equal(loaded[name], table[name]) for name in ("bigrams", "trigrams"))
-    assert pilish.load_ngrams(tmp_path / "nothing") is None
-    digits = get_digits("pi", 150)  # several windows of the 32-token model
-    found = {}
-    for rules in (dict(), dict(no_repeat_words=3, no_immediate_repeat=True, ngrams=table, bigram_bonus=2.0,
-                               trigram_bonus=2.0)):
-        written = pilish.write(model, tokenizer, digits, **rules, **pilish.decoding_settings("beam", 4))
-        assert written.verification.ok
-        words = [w for w in tokenizer.convert_ids_to_tokens(written.ids) if letters_in(w)]
-        found[bool(rules)] = (repeats(words, 1), repeats(words, 3))
-    # the corpus has one 1-letter word ("a"), so pi's "1 1" forces a repeat: rules yield to exactness
-    assert found[True][0] <= found[False][0] and found[True][1] < found[False][1]
-
-
-def test_beams_share_one_read_of_each_window_and_write_the_same_text(model_dir, monkeypatch):
-    import pilish_engine
-    model, tokenizer = load_model(model_dir)
-    digits = get_digits("pi", 120)  # several windows of the 32-token model
-    caches, real_generate = [], model.generate
-
-    def recording_generate(window_ids, **kwargs):
-        cache = kwargs.get(pilish_engine._cache_argument())
-        if cache is None:  # only the first window, <|endoftext|> alone, has nothing to share
-            assert window_ids.tolist() == [[tokenizer.eos_token_id]]
-        else:
-            caches.append((window_ids.shape[1], cache.get_seq_length(), cache.layers[0].keys.shape[0]))
-        return real_generate(window_ids, **kwargs)
-
-    monkeypatch.setattr(model, "generate", recording_generate)
-    shared = pilish.write(model, tokenizer, digits, **pilish.decoding_settings("beam", 3))
-    # every window came with a cache of all its tokens but the last, one copy per beam
-    assert len(caches) > 2 and all(cached == length - 1 and rows == 3 for length, cached, rows in caches)
-    monkeypatch.setattr(model, "generate", real_generate)
-    monkeypatch.setattr(pilish_engine, "shared_prefill", lambda model, window_ids, copies: {})
-    alone = pilish.write(model, tokenizer, digits, **pilish.decoding_settings("beam", 3))
-    assert shared.ids == alone.ids and shared.verification.ok
-
-
-def test_balanced_quotes_pair_up_through_a_long_text(model_dir, corpus_file):
-    import fluency
-    model, tokenizer = load_model(model_dir)
-    table = pilish.ngram_table(tokenizer, fluency.read_stories(corpus_file))
-    opening, closing = tokenizer.convert_tokens_to_ids(['▁"', '"'])
-    digits = get_digits("pi", 150)  # several windows of the 32-token model
-    for decoding in ("beam", "sample"):
-        written = pilish.write(model, tokenizer, digits, ngrams=table, mark_bonus=4.0, balance_quotes=True,
-                               **pilish.decoding_settings(decoding, 4))
-        assert written.verification.ok
-        depth, depths = 0, []
-        for token in written.ids:
-            depth += (token == opening) - (token == closing)
-            depths.append(depth)
-        assert written.ids.count(opening) > 0  # the corpus is full of dialogue, and the prior favours it
-        assert set(depths) <= {0, 1}  # never a second opening quote, never a closing one with none open
-
-
-def torch_equal(a, b):
-    import torch
-    return torch.equal(a, b)
-
-
 def spy(monkeypatch, model_dir):
-    """The keyword arguments of each pilish.write and model.generate call of pilish_generate.main."""
+    """The arguments of each `write` call of pilish_generate.main, by name ({"options": WriteOptions(...),
+    "prompt": ...}), and the keyword arguments of each model.generate call."""
     model, tokenizer = load_model(model_dir)
     writes, generates = [], []
-    real_write, real_generate = pilish.write, model.generate
+    real_write, real_generate = writing.write, model.generate
 
     def recording_write(*args, **kwargs):
-        writes.append(kwargs)
+        writes.append(inspect.signature(real_write).bind(*args, **kwargs).arguments)
         return real_write(*args, **kwargs)
 
     def recording_generate(*args, **kwargs):
@@ -305,7 +121,7 @@ def spy(monkeypatch, model_dir):
 
     monkeypatch.setattr(model, "generate", recording_generate)
     monkeypatch.setattr(pilish_generate, "load_model", lambda folder, device=None: (model, tokenizer))
-    monkeypatch.setattr(pilish, "write", recording_write)
+    monkeypatch.setattr(writing, "write", recording_write)
     return writes, generates
 
 
@@ -319,35 +135,38 @@ def test_beam_settings_reach_write_and_generate(model_dir, monkeypatch, capsys):
                                "--balance_quotes=false"])
     assert "✓ 12/12 digits of pi" in capsys.readouterr().out
     (write,) = writes
-    assert (write["rules"], write["prompt"], write["window"], write["topic"]) == ("standard", "Tom, a", 20, "A dog.")
-    assert (write["no_repeat_words"], write["no_immediate_repeat"], write["bigram_bonus"],
-            write["trigram_bonus"], write["mark_bonus"], write["balance_quotes"]) == (4, False, 1.5, 0.5, 0.7, False)
+    options = write["options"]
+    assert (options.rules, write["prompt"], options.context_length, write["topic"]) == ("standard", "Tom, a", 20,
+                                                                                        "A dog.")
+    assert (options.no_repeat_words, options.no_immediate_repeat, options.bigram_bonus,
+            options.trigram_bonus, options.mark_bonus, options.balance_quotes) == (4, False, 1.5, 0.5, 0.7, False)
     assert set(write["ngrams"]) == {"bigrams", "trigrams", "marks"}  # train_model.py saved them
-    fluency = generates[0]["logits_processor"][0]
-    assert (fluency.bigram_bonus, fluency.trigram_bonus, fluency.mark_bonus) == (1.5, 0.5, 0.7)
-    assert fluency.marks is not None and len(fluency.marks) > 0 and not fluency.opening and not fluency.closing
-    assert write["allow_punctuation"] is True and write["punctuation_lookahead"] is False
+    prior = generates[0]["logits_processor"][0]
+    assert isinstance(prior, WritingPrior)
+    assert {name: bonus for name, (_, bonus) in prior.bonuses.items()} == {"bigrams": 1.5, "trigrams": 0.5,
+                                                                           "marks": 0.7}
+    marks = prior.bonuses["marks"][0]
+    assert marks is not None and len(marks) > 0 and not prior.opening and not prior.closing
+    assert options.allow_punctuation is True and options.punctuation_lookahead is False
     for call in generates:
         assert (call["num_beams"], call["do_sample"], call["no_repeat_ngram_size"], call["repetition_penalty"]) == (
             3, False, 4, 1.4)
-        processor = call["logits_processor"][-1]  # the Pilish mask comes last (after the fluency rules)
-        assert processor.rules == "standard" and processor.punctuation_lookahead is False
+        processor = call["logits_processor"][-1]  # the Pilish mask comes last (after the prior)
+        assert processor.plan.rules == "standard" and processor.punctuation_lookahead is False
         assert call["attention_mask"].shape[1] <= 20 - 20 // 4  # the window: 3/4 of CONTEXT_LENGTH
     assert len(generates) >= 1
 
 
 def test_a_model_without_ngrams_or_with_an_old_one_writes_without_that_prior(model_dir, tmp_path, capsys):
-    import shutil
-    import torch
     folder = tmp_path / "model"
     shutil.copytree(model_dir, folder, ignore=shutil.ignore_patterns("checkpoint-*"))
-    table = torch.load(folder / pilish.NGRAMS_FILE)
-    torch.save({"bigrams": table["bigrams"], "trigrams": table["trigrams"]}, folder / pilish.NGRAMS_FILE)
+    table = torch.load(folder / NGRAMS_FILE)
+    torch.save({"bigrams": table["bigrams"], "trigrams": table["trigrams"]}, folder / NGRAMS_FILE)
     run_main(pilish_generate, [f"--model_dir={folder}", "--num_digits=12", "--num_beams=2"])
     captured = capsys.readouterr()
     assert "✓ 12/12 digits of pi" in captured.out
     assert "predates MARK_BONUS" in captured.err and "run the same train_model.py command again" in captured.err
-    (folder / pilish.NGRAMS_FILE).unlink()
+    (folder / NGRAMS_FILE).unlink()
     run_main(pilish_generate, [f"--model_dir={folder}", "--num_digits=12", "--num_beams=2"])
     captured = capsys.readouterr()
     assert "✓ 12/12 digits of pi" in captured.out and "so no n-gram prior" in captured.err
@@ -362,15 +181,15 @@ def test_sampling_settings_reach_generate(model_dir, monkeypatch, capsys):
                                "--temperature=0.6", "--top_k=5", "--top_p=0.8", "--no_repeat_ngram_size=0",
                                "--repetition_penalty=1.0", "--allow_punctuation=false", "--num_samples=2"])
     assert capsys.readouterr().out.count("✓ 8/8 digits of pi") == 2
-    assert len(writes) == 2 and all(write["allow_punctuation"] is False for write in writes)
+    assert len(writes) == 2 and all(write["options"].allow_punctuation is False for write in writes)
     for call in generates:
         assert (call["do_sample"], call["temperature"], call["top_k"], call["top_p"]) == (True, 0.6, 5, 0.8)
         assert call["no_repeat_ngram_size"] is None and call["repetition_penalty"] is None
         assert "num_beams" not in call and call["logits_processor"][-1].allow_punctuation is False
-        # the default BALANCE_QUOTES: the fluency rules know the opening and the closing double quote
-        fluency = call["logits_processor"][0]
+        # the default BALANCE_QUOTES: the prior knows the opening and the closing double quote
+        prior = call["logits_processor"][0]
         tokenizer = load_model(model_dir)[1]
-        assert (fluency.opening, fluency.closing) == ({tokenizer.convert_tokens_to_ids('▁"')},
+        assert (prior.opening, prior.closing) == ({tokenizer.convert_tokens_to_ids('▁"')},
                                                       {tokenizer.convert_tokens_to_ids('"')})
 
 
@@ -388,14 +207,6 @@ def test_check_file_uses_the_rules_and_digits_asked_for(tmp_path, capsys):
     with pytest.raises(SystemExit):
         run_main(pilish_generate, [f"--check_file={text}", "--digits=e"])
     assert capsys.readouterr().out.startswith("✗ 0/5 digits of e: word 1")
-
-
-def test_finish_sentence_ends_the_text_and_closes_its_quote():
-    assert pilish.finish_sentence("tom ran") == "tom ran."
-    assert pilish.finish_sentence("tom ran!") == "tom ran!"
-    assert pilish.finish_sentence('he said, "go') == 'he said, "go."'
-    assert pilish.finish_sentence('he said, "go!"') == 'he said, "go!"'
-    assert pilish.finish_sentence('"hi," he said') == '"hi," he said.'
 
 
 def test_show_digits_wraps_and_aligns():
@@ -425,21 +236,15 @@ def test_check_file_and_sample_count_errors(tmp_path, content, argv, message):
         run_main(pilish_generate, [f"--check_file={path}", f"--model_dir={tmp_path}", *argv])
 
 
-def test_write_reports_progress_and_clamps_the_window(model_dir):
-    model, tokenizer = load_model(model_dir)
-    assert [pilish.context_window(model, w) for w in (0, 20, 1000)] == [32, 20, 32]
 
-    class Progress:
-        total = 0
-
-        def update(self, n):
-            assert n >= 0
-            self.total += n
-
-    progress = Progress()
-    digits = get_digits("pi", 40)
-    written = pilish.write(model, tokenizer, digits, prompt="Tom, a ball", progress=progress,
-                           **pilish.decoding_settings("sample"))
-    assert written.verification.ok and progress.total == 40
-    with pytest.raises(pilish.PilishError, match="at least 1"):
-        pilish.decoding_settings("beam", 0)
+def test_help_and_check_file_need_neither_torch_nor_transformers(tmp_path):
+    text = tmp_path / "pilish.txt"
+    text.write_text("How I need a drink, alcoholic in nature!\n")
+    blocked = ("import runpy, sys\n"
+               "sys.modules['torch'] = sys.modules['transformers'] = None  # importing either now fails\n"
+               "sys.argv = ['pilish_generate.py', *sys.argv[1:]]\n"
+               "runpy.run_path('pilish_generate.py', run_name='__main__')\n")
+    for argv, expected in [(["--help"], "--check_file"), ([f"--check_file={text}"], "✓ 8/8 digits of pi")]:
+        result = subprocess.run([sys.executable, "-c", blocked, *argv], cwd=ROOT, capture_output=True, text=True)
+        assert result.returncode == 0, result.stderr
+        assert expected in result.stdout

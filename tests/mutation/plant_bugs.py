@@ -41,67 +41,71 @@ class Bug:
 
 T = "tests/"
 BUGS = [
-    # ---- common.py
-    Bug("dash_names", "common.py", 'key = name.replace("-", "_").upper()', "key = name.upper()",
-        [T + "test_config.py"]),
-    Bug("bare_flag_false", "common.py", 'text = "true"', 'text = "false"', [T + "test_config.py"]),
-    Bug("glued_story_after_marker_lost", "common.py", "lines = [after]", "lines = []", [T + "test_data.py"]),
-    Bug("space_mark_counted", "pilish.py",
+    # ---- lmkit (was common.py)
+    Bug("dash_names", "lmkit/settings.py", 'key = name.replace("-", "_").upper()', "key = name.upper()",
+        [T + "test_settings.py"]),
+    Bug("bare_flag_false", "lmkit/settings.py", 'text = "true"', 'text = "false"', [T + "test_settings.py"]),
+    Bug("glued_story_after_marker_lost", "lmkit/data.py", "lines = [after]", "lines = []", [T + "test_data.py"]),
+    Bug("space_mark_counted", "pilish/tokens.py",
         "return token[len(SPACE_MARK):] if token.startswith(SPACE_MARK) else token", "return token",
-        [T + "test_pilish.py", T + "test_tokenizer.py"]),
-    Bug("specials_kept", "common.py", "special = set(tokenizer.all_special_ids)\n    tokens",
-        "special = set()\n    tokens", [T + "test_tokenizer.py", T + "test_generate.py"]),
-    Bug("token_nll_shift", "common.py", "cross_entropy(logits[:-1], ids[start + 1:end]",
-        "cross_entropy(logits[1:], ids[start + 1:end]", [T + "test_common.py", T + "test_pilish_generate.py"]),
-    Bug("token_nll_no_overlap", "common.py", "stride = max(1, context_length // 2)",
-        "stride = max(1, context_length)", [T + "test_common.py"]),
-    Bug("unknown_words_inverted", "common.py", "if token_id == tokenizer.unk_token_id]",
-        "if token_id != tokenizer.unk_token_id]", [T + "test_generate.py"]),
-    # ---- pilish.py
-    Bug("ten_letters_spell_ten", "pilish.py", 'if n_letters == 10:\n        return "0"',
-        'if n_letters == 10:\n        return "10"', [T + "test_pilish.py"]),
-    Bug("two_digit_from_ten", "pilish.py", "return length if length >= 11 else None",
-        "return length if length >= 10 else None", [T + "test_pilish.py"]),
-    Bug("verify_counts_one_digit_a_word", "pilish.py", "position += len(spelled)", "position += 1",
-        [T + "test_pilish.py"]),
-    Bug("no_guard_digits", "pilish.py", "guard = 30", "guard = 0", [T + "test_pilish.py"]),
-    # ---- pilish_engine.py
-    Bug("window_restarts_at_zero", "pilish_engine.py", "processor.restart(window_ids.shape[1], position)",
-        "processor.restart(window_ids.shape[1], 0)", [T + "test_pilish_generate.py"]),
-    Bug("beams_repeat_not_interleave", "pilish_engine.py", "return start.repeat_interleave(rows // start.numel())",
-        "return start.repeat(rows // start.numel())", [T + "test_pilish.py"]),
-    Bug("no_repeat_dropped", "pilish_engine.py", "common = dict(no_repeat_ngram_size=no_repeat_ngram_size or None,",
-        "common = dict(no_repeat_ngram_size=None,", [T + "test_pilish_generate.py"]),
-    Bug("stop_before_closing_mark", "pilish_engine.py", "return done & ~last_token_is_word", "return done",
-        [T + "test_pilish.py", T + "test_pilish_generate.py"]),
-    Bug("nll_counts_marks_as_words", "pilish_engine.py", "if token_id not in special and letters_in(token))",
-        "if token_id not in special)", [T + "test_common.py", T + "test_pilish_generate.py"]),
-    Bug("unclosed_quote", "pilish_engine.py", "return text + '\"' if text.count('\"') % 2 else text",
-        "return text", [T + "test_pilish.py", T + "test_pilish_generate.py"]),
-    # ---- train_tokenizer.py
-    Bug("unk_rate_counts_marks", "train_tokenizer.py", "if any(c.isalpha() for c in text[start:end]):",
+        [T + "test_pilish_tokens.py", T + "test_pilish_processor.py", T + "test_train_tokenizer.py"]),
+    Bug("specials_kept", "lmkit/text.py", "special = set(tokenizer.all_special_ids)\n    tokens",
+        "special = set()\n    tokens", [T + "test_text.py", T + "test_train_tokenizer.py", T + "test_generate.py"]),
+    Bug("token_nll_shift", "lmkit/scoring.py", "cross_entropy(logits[:-1], ids[start + 1:end]",
+        "cross_entropy(logits[1:], ids[start + 1:end]", [T + "test_scoring.py", T + "test_pilish_generate.py"]),
+    Bug("token_nll_no_overlap", "lmkit/scoring.py", "stride = max(1, context_length // 2)",
+        "stride = max(1, context_length)", [T + "test_scoring.py"]),
+    Bug("unknown_words_inverted", "lmkit/text.py", "if token_id == tokenizer.unk_token_id]",
+        "if token_id != tokenizer.unk_token_id]", [T + "test_text.py", T + "test_generate.py"]),
+    # ---- pilish/rules.py (was pilish.py)
+    Bug("ten_letters_spell_ten", "pilish/rules.py", 'if n_letters == 10:\n        return "0"',
+        'if n_letters == 10:\n        return "10"', [T + "test_pilish_rules.py", T + "test_pilish_processor.py"]),
+    Bug("two_digit_from_ten", "pilish/rules.py", "return length if length >= 11 else None",
+        "return length if length >= 10 else None", [T + "test_pilish_rules.py", T + "test_pilish_plan.py",
+                                                     T + "test_pilish_processor.py"]),
+    Bug("verify_counts_one_digit_a_word", "pilish/rules.py", "position += len(spelled)", "position += 1",
+        [T + "test_pilish_rules.py"]),
+    Bug("no_guard_digits", "pilish/rules.py", "guard = 30", "guard = 0", [T + "test_pilish_rules.py"]),
+    # ---- pilish/processor.py, pilish/writing.py, lmkit/scoring.py (was pilish_engine.py)
+    Bug("window_restarts_at_zero", "pilish/writing.py", "processor.restart(window_ids.shape[1], position)",
+        "processor.restart(window_ids.shape[1], 0)", [T + "test_pilish_writing.py"]),
+    Bug("beams_repeat_not_interleave", "pilish/processor.py", "return start.repeat_interleave(rows // start.numel())",
+        "return start.repeat(rows // start.numel())", [T + "test_pilish_processor.py"]),
+    Bug("no_repeat_dropped", "pilish/writing.py",
+        "common = dict(no_repeat_ngram_size=self.no_repeat_ngram_size or None,",
+        "common = dict(no_repeat_ngram_size=None,", [T + "test_pilish_writing.py", T + "test_pilish_generate.py"]),
+    Bug("stop_before_closing_mark", "pilish/processor.py", "return done & ~last_token_is_word", "return done",
+        [T + "test_pilish_processor.py", T + "test_pilish_writing.py"]),
+    Bug("nll_counts_marks_as_words", "lmkit/scoring.py",
+        "if token_id not in special and any(char.isalpha() for char in token))", "if token_id not in special)",
+        [T + "test_scoring.py", T + "test_pilish_generate.py"]),
+    Bug("unclosed_quote", "pilish/writing.py", "return text + '\"' if text.count('\"') % 2 else text",
+        "return text", [T + "test_pilish_writing.py"]),
+    # ---- lmkit/tokenizer.py and train_tokenizer.py
+    Bug("unk_rate_counts_marks", "lmkit/tokenizer.py", "if any(c.isalpha() for c in text[start:end]):",
         "if True:", [T + "test_tokenizer.py"]),
     Bug("held_out_from_training_part", "train_tokenizer.py", "stories.select(range(train_count, len(stories)))",
-        "stories.select(range(held_out_count))", [T + "test_tokenizer.py"]),
+        "stories.select(range(held_out_count))", [T + "test_train_tokenizer.py"]),
     Bug("max_stories_ignored", "train_tokenizer.py", "if config.MAX_STORIES > 0:", "if config.MAX_STORIES < 0:",
-        [T + "test_tokenizer.py"]),
+        [T + "test_train_tokenizer.py"]),
     Bug("min_frequency_ignored", "train_tokenizer.py", "min_frequency=config.MIN_FREQUENCY", "min_frequency=1",
-        [T + "test_tokenizer.py"]),
-    Bug("lowercase_always", "train_tokenizer.py", "if lowercase:\n", "if True:\n", [T + "test_tokenizer.py"]),
-    # ---- training.py
-    Bug("no_endoftext_between_stories", "training.py", "story + [eot] for story in ids", "story for story in ids",
+        [T + "test_train_tokenizer.py"]),
+    Bug("lowercase_always", "lmkit/tokenizer.py", "if lowercase:\n", "if True:\n",
+        [T + "test_tokenizer.py", T + "test_train_tokenizer.py"]),
+    # ---- lmkit/training.py
+    Bug("no_endoftext_between_stories", "lmkit/training.py", "story + [eot] for story in ids",
+        "story for story in ids", [T + "test_training.py"], rebuild_fixtures=True),
+    Bug("partial_last_block", "lmkit/training.py", "usable = len(stream) - len(stream) % context_length",
+        "usable = len(stream)", [T + "test_training.py"], rebuild_fixtures=True),
+    Bug("valid_dataset_ignored", "lmkit/training.py", "    if valid_dataset:\n", "    if False:\n",
+        [T + "test_training.py", T + "test_train_model.py"], rebuild_fixtures=True),
+    Bug("compile_ignored", "lmkit/training.py", "torch_compile=compile,", "torch_compile=False,",
         [T + "test_train_model.py"], rebuild_fixtures=True),
-    Bug("partial_last_block", "training.py", "usable = len(stream) - len(stream) % context_length",
-        "usable = len(stream)", [T + "test_train_model.py"], rebuild_fixtures=True),
-    Bug("valid_dataset_ignored", "training.py", "    if valid_dataset:\n", "    if False:\n",
-        [T + "test_train_model.py"], rebuild_fixtures=True),
-    Bug("compile_ignored", "training.py", "torch_compile=compile,", "torch_compile=False,",
-        [T + "test_train_model.py"], rebuild_fixtures=True),
-    Bug("dropout_not_in_embeddings", "training.py", "embd_pdrop=dropout", "embd_pdrop=0.0",
-        [T + "test_train_model.py"], rebuild_fixtures=True),
-    Bug("map_cache_disabled", "training.py", 'remove_columns=dataset.column_names,',
+    Bug("dropout_not_in_embeddings", "lmkit/training.py", "embd_pdrop=dropout", "embd_pdrop=0.0",
+        [T + "test_training.py", T + "test_train_model.py"], rebuild_fixtures=True),
+    Bug("map_cache_disabled", "lmkit/training.py", 'remove_columns=dataset.column_names,',
         'remove_columns=dataset.column_names, load_from_cache_file=False,',
-        [T + "test_train_model.py"], rebuild_fixtures=True),
+        [T + "test_training.py"], rebuild_fixtures=True),
     # ---- the scripts
     Bug("resume_ignored", "train_model.py",
         "trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)", "trainer.train()",
@@ -115,50 +119,62 @@ BUGS = [
     Bug("temperature_dropped", "generate.py", "temperature=config.TEMPERATURE if sampling else None",
         "temperature=None", [T + "test_generate.py"]),
     Bug("check_file_basic_rules", "pilish_generate.py",
-        "pilish.get_digits(config.DIGITS, max(1, needed)), config.RULES)",
-        'pilish.get_digits(config.DIGITS, max(1, needed)), "basic")', [T + "test_pilish_generate.py"]),
+        "verify(line, get_digits(config.DIGITS, max(1, needed)), config.RULES)",
+        'verify(line, get_digits(config.DIGITS, max(1, needed)), "basic")', [T + "test_pilish_generate.py"]),
     Bug("same_seed_every_sample", "pilish_generate.py", "set_seed(config.SEED + sample)", "set_seed(config.SEED)",
         [T + "test_pilish_generate.py"]),
-    Bug("context_length_ignored", "pilish_generate.py", "window=config.CONTEXT_LENGTH,", "window=0,",
-        [T + "test_pilish_generate.py"]),
+    # CONTEXT_LENGTH reaches write as WriteOptions.context_length: the window ignores it
+    Bug("context_length_ignored", "pilish/writing.py", "context_window(model, options.context_length)",
+        "context_window(model, 0)", [T + "test_pilish_generate.py", T + "test_pilish_writing.py"]),
     # ---- a second batch (2026-11-30), planted after the first one's tests were written
-    Bug("list_split_on_commas", "common.py", 'text.split("|")', 'text.split(",")', [T + "test_config.py"]),
-    Bug("mixed_folder_accepted", "common.py", "if len(kinds) > 1:", "if len(kinds) > 2:", [T + "test_data.py"]),
-    Bug("offline_on_ignored", "common.py", '("1", "TRUE", "YES", "ON")', '("1", "TRUE", "YES")',
+    Bug("list_split_on_commas", "lmkit/settings.py", 'text.split("|")', 'text.split(",")', [T + "test_settings.py"]),
+    Bug("mixed_folder_accepted", "lmkit/data.py", "if len(kinds) > 1:", "if len(kinds) > 2:", [T + "test_data.py"]),
+    Bug("offline_on_ignored", "lmkit/data.py", '("1", "TRUE", "YES", "ON")', '("1", "TRUE", "YES")',
         [T + "test_data.py"]),
-    Bug("vocab_size_not_checked_on_resume", "training.py",
+    Bug("vocab_size_not_checked_on_resume", "lmkit/training.py",
         'ARCHITECTURE_KEYS = ("vocab_size", "n_positions",', 'ARCHITECTURE_KEYS = ("n_positions",',
-        [T + "test_train_model.py"], rebuild_fixtures=True),
-    Bug("adam_default_beta2", "training.py", "adam_beta2=0.95", "adam_beta2=0.999", [T + "test_train_model.py"],
+        [T + "test_training.py"], rebuild_fixtures=True),
+    Bug("adam_default_beta2", "lmkit/training.py", "adam_beta2=0.95", "adam_beta2=0.999", [T + "test_training.py"],
         rebuild_fixtures=True),
     Bug("perplexity_of_training_loss", "train_model.py", '"valid_perplexity": math.exp(evaluation["eval_loss"])',
         '"valid_perplexity": math.exp(result.training_loss)', [T + "test_train_model.py"], rebuild_fixtures=True),
     Bug("held_out_may_be_everything", "train_tokenizer.py", 'within(config, "HELD_OUT", 0, 1, high_open=True)',
-        'within(config, "HELD_OUT", 0, 1)', [T + "test_tokenizer.py"]),
+        'within(config, "HELD_OUT", 0, 1)', [T + "test_train_tokenizer.py"]),
     Bug("prompt_without_endoftext", "generate.py", "texts = [tokenizer.eos_token + prompt for prompt in prompts]",
         "texts = list(prompts)", [T + "test_generate.py"]),
     Bug("show_digits_overflows", "pilish_generate.py", "if len(top) + cell > width and top:",
         "if len(top) > width and top:", [T + "test_pilish_generate.py"]),
-    Bug("window_not_clamped", "pilish_engine.py",
+    Bug("window_not_clamped", "lmkit/scoring.py",
         "return min(window or model.config.n_positions, model.config.n_positions)",
-        "return window or model.config.n_positions", [T + "test_pilish_generate.py"]),
-    Bug("progress_counts_windows", "pilish_engine.py", "progress.update(position - before)", "progress.update(1)",
-        [T + "test_pilish_generate.py"]),
-    Bug("zero_beams_accepted", "pilish_engine.py", "if num_beams < 1:", "if num_beams < 0:",
-        [T + "test_pilish_generate.py"]),
-    Bug("window_index_skips_boundary_ngram", "pilish_engine.py",
+        "return window or model.config.n_positions", [T + "test_scoring.py", T + "test_pilish_writing.py"]),
+    Bug("progress_counts_windows", "pilish/writing.py", "progress.update(position - before)", "progress.update(1)",
+        [T + "test_pilish_writing.py"]),
+    Bug("zero_beams_accepted", "pilish/writing.py", "if self.num_beams < 1:", "if self.num_beams < 0:",
+        [T + "test_pilish_writing.py"]),
+    Bug("window_index_skips_boundary_ngram", "pilish/prior.py",
         "for i in range(max(0, len(self.history) - n + 1), len(words) - n + 1):",
-        "for i in range(len(self.history), len(words) - n + 1):", [T + "test_pilish.py"]),
-    Bug("prefill_reads_the_last_token_too", "pilish_engine.py",
+        "for i in range(len(self.history), len(words) - n + 1):", [T + "test_pilish_prior.py"]),
+    Bug("prefill_reads_the_last_token_too", "pilish/writing.py",
         "cache = model(window_ids[:, :-1], use_cache=True)[name]",
-        "cache = model(window_ids, use_cache=True)[name]", [T + "test_pilish_generate.py"]),
-    Bug("quotes_balanced_on_the_window_only", "pilish_engine.py",
-        "banned |= self.opening if self._quote_open_after(self.quote_open, ids) else self.closing",
-        "banned |= self.opening if self._quote_open_after(False, ids) else self.closing", [T + "test_pilish.py"]),
-    Bug("prior_followers_shifted", "pilish_engine.py",
+        "cache = model(window_ids, use_cache=True)[name]", [T + "test_pilish_writing.py"]),
+    Bug("quotes_balanced_on_the_window_only", "pilish/prior.py",
+        "banned |= self.opening if quote_open_after(self.quote_open, ids, self.opening, self.closing)",
+        "banned |= self.opening if quote_open_after(False, ids, self.opening, self.closing)",
+        [T + "test_pilish_prior.py"]),
+    Bug("prior_followers_shifted", "pilish/prior.py",
         "first = torch.repeat_interleave(lo - (counts.cumsum(0) - counts), counts)",
-        "first = torch.repeat_interleave(lo - counts.cumsum(0) + 1, counts)", [T + "test_pilish.py"]),
+        "first = torch.repeat_interleave(lo - counts.cumsum(0) + 1, counts)", [T + "test_pilish_prior.py"]),
 ]
+
+
+def staleness(bug, root=ROOT):
+    """Why `bug` no longer applies to the code and tests under `root` ("" when it does)."""
+    path = root / bug.path
+    count = path.read_text(encoding="utf-8").count(bug.old) if path.is_file() else 0
+    if count != 1:
+        return f"{bug.old!r} occurs {count} times in {bug.path}"
+    missing = [test for test in bug.tests if not (root / test.split("::")[0]).is_file()]
+    return f"no {', '.join(missing)}" if missing else ""
 
 
 def copy_repo(destination, tests_from=None):
@@ -205,9 +221,12 @@ def main():
     options = parser.parse_args()
     bugs = [bug for bug in BUGS if not options.only or bug.name in options.only.split(",")]
     if options.list:
+        stale = [bug for bug in bugs if staleness(bug)]
         for bug in bugs:
-            print(f"{bug.name:32} {bug.path:20} {' '.join(bug.tests)}")
-        return
+            why = staleness(bug)
+            print(f"{bug.name:34} {bug.path:20} {' '.join(bug.tests)}" + (f"  STALE: {why}" if why else ""))
+        print(f"\n{len(bugs)} bugs, {len(stale)} stale")
+        sys.exit(1 if stale else 0)
     work = Path(tempfile.mkdtemp(prefix="plant-bugs-"))
     fixtures = work / "fixtures"
     results = []

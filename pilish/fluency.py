@@ -93,8 +93,8 @@ def build_reference(stories: Iterable[str]) -> Reference:
 
 def read_stories(path) -> list[str]:
     """The stories of a TinyStories .txt or .txt.gz file, read as every script reads them
-    (common.stories_in_txt: separated by <|endoftext|> lines, or by blank lines)."""
-    from common import stories_in_txt
+    (lmkit.data.stories_in_txt: separated by <|endoftext|> lines, or by blank lines)."""
+    from lmkit.data import stories_in_txt
     return [row["text"] for row in stories_in_txt([path])]
 
 

@@ -1,17 +1,22 @@
+"""lmkit.settings: a script's UPPERCASE settings, --name=value overrides, --help, and one-line errors."""
+
+import importlib
 import subprocess
 import sys
 
 import pytest
 
+import generate
 import train_tokenizer
-from common import UserError, configure
 from conftest import ROOT
+from lmkit.settings import UserError, configure, first_line
 
 
 def test_constants_block_only_and_types_kept():
     config = configure(vars(train_tokenizer), [])
     assert config.VOCAB_SIZE == 30000 and config.LOWERCASE is True
-    assert not hasattr(config, "MOJIBAKE")  # defined after the imports: not a setting
+    assert hasattr(train_tokenizer, "SPECIAL_TOKENS")
+    assert not hasattr(config, "SPECIAL_TOKENS")  # uppercase but imported after the block: not a setting
 
 
 def test_overrides_parse_to_the_constants_type():
@@ -23,7 +28,6 @@ def test_overrides_parse_to_the_constants_type():
 
 
 def test_list_overrides():
-    import generate
     assert configure(vars(generate), ["--prompts=a, b|c"]).PROMPTS == ["a, b", "c"]
     assert configure(vars(generate), ['--prompts=["x", "y"]']).PROMPTS == ["x", "y"]
 
@@ -53,7 +57,6 @@ def test_command_line_error_is_one_line_and_non_zero(arg):
 
 @pytest.mark.parametrize("script", ["train_tokenizer", "train_model", "generate", "pilish_generate"])
 def test_help_lists_every_setting_with_its_comment(script):
-    import importlib
     module = importlib.import_module(script)
     source = (ROOT / f"{script}.py").read_text(encoding="utf-8")
     result = subprocess.run([sys.executable, f"{script}.py", "--help"], cwd=ROOT, capture_output=True, text=True)
@@ -66,14 +69,7 @@ def test_help_lists_every_setting_with_its_comment(script):
         assert f"--{name.lower()}={value!r}\n      {comment}\n" in result.stdout
 
 
-def test_help_and_check_file_need_neither_torch_nor_transformers(tmp_path):
-    text = tmp_path / "pilish.txt"
-    text.write_text("How I need a drink, alcoholic in nature!\n")
-    blocked = ("import runpy, sys\n"
-               "sys.modules['torch'] = sys.modules['transformers'] = None  # importing either now fails\n"
-               "sys.argv = ['pilish_generate.py', *sys.argv[1:]]\n"
-               "runpy.run_path('pilish_generate.py', run_name='__main__')\n")
-    for argv, expected in [(["--help"], "--check_file"), ([f"--check_file={text}"], "✓ 8/8 digits of pi")]:
-        result = subprocess.run([sys.executable, "-c", blocked, *argv], cwd=ROOT, capture_output=True, text=True)
-        assert result.returncode == 0, result.stderr
-        assert expected in result.stdout
+def test_first_line_reports_a_long_error_in_one_line():
+    assert first_line(ValueError("cannot parse\n  line 2\n  line 3")) == "cannot parse"
+    assert first_line(KeyError("text")) == "no 'text' in it"  # a KeyError's message is only the key
+    assert first_line(OSError()) == "OSError"  # no message: its type

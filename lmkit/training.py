@@ -8,7 +8,8 @@ import re
 import zipfile
 from pathlib import Path
 
-from common import RUN_RECORD, load_stories, read_run_record, tokenizer_fingerprint
+from lmkit.data import load_stories
+from lmkit.folders import RUN_RECORD, read_run_record, tokenizer_fingerprint, write_run_record
 
 # settings that must match for a checkpoint in MODEL_DIR to be resumed (config.json's names), and
 # train_model.py's names for those of them that are settings
@@ -136,16 +137,6 @@ def set_aside(checkpoint):
         shutil.rmtree(target)
     checkpoint.rename(target)
     return target
-
-
-def run_record(settings, fingerprint):
-    """What train_model.py writes beside each checkpoint and model (RUN_RECORD): its settings and
-    the fingerprint of the tokenizer's vocabulary."""
-    return {"tokenizer": fingerprint, "settings": dict(settings)}
-
-
-def write_run_record(folder, record):
-    Path(folder, RUN_RECORD).write_text(json.dumps(record, indent=1), encoding="utf-8")
 
 
 def differences(before, now, ignore=()):

@@ -1,35 +1,21 @@
-"""Tests for pilish.py: rules, digit sources, verifier, spellability check, and constrained generation
+"""pilish.processor: the Pilish mask called directly, its stopping criteria, and constrained generation
 with a tiny randomly initialised GPT-2 (greedy, sampling, beam search; both rules; sliding window)."""
 
 import random
 
-import mpmath
 import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from transformers import GPT2Config, GPT2LMHeadModel, LogitsProcessorList, StoppingCriteriaList
+from transformers import LogitsProcessorList, StoppingCriteriaList
 
-from pilish import (
-    FALLBACK_SCORE,
-    NAMED_DIGITS,
-    RULES,
-    WORD_RE,
-    PilishError,
-    PilishLogitsProcessor,
-    PilishStoppingCriteria,
-    check_spellable,
-    digits_of_word,
-    format_verification,
-    get_digits,
-    letters_in,
-    token_text,
-    verify,
-)
-from common import SPACE_MARK as M
-from train_tokenizer import build_decoder
+from conftest import tiny_gpt2
+from lmkit.text import SPACE_MARK as M
+from lmkit.tokenizer import build_decoder
+from pilish.processor import FALLBACK_SCORE, PilishLogitsProcessor, PilishStoppingCriteria
+from pilish.rules import RULES, PilishError, check_spellable, digits_of_word, format_verification, get_digits, verify
+from pilish.tokens import WORD_RE, letters_in, token_text
 
-PI_SENTENCE = "How I need a drink, alcoholic in nature, after the heavy lectures involving quantum mechanics!"
 
 # A fixed-size toy vocabulary: special tokens, punctuation, then random words.
 SPECIALS = ["<|endoftext|>", "[UNK]", "[PAD]"]
@@ -71,15 +57,8 @@ digit_strings = st.text(alphabet="0123456789", min_size=1, max_size=30)
 
 @pytest.fixture(scope="module")
 def tiny_model():
-    # One thread: on a busy 2-core machine, thread hand-offs cost far more than these tiny matmuls.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    torch.manual_seed(0)
-    config = GPT2Config(vocab_size=VOCAB_SIZE, n_positions=256, n_embd=16, n_layer=1, n_head=2,
-                        bos_token_id=EOS, eos_token_id=EOS, pad_token_id=PAD)
-    model = GPT2LMHeadModel(config).eval()
-    yield model
-    torch.set_num_threads(threads)
+    return tiny_gpt2(VOCAB_SIZE, n_positions=256, n_embd=16, n_layer=1, bos_token_id=EOS, eos_token_id=EOS,
+                     pad_token_id=PAD).eval()
 
 
 def make_processor(vocab, digits, rules, punctuation=True, **kwargs):
@@ -142,131 +121,6 @@ def check_generated(vocab, token_ids, digits, rules, punctuation):
     verification = verify(text, digits, rules)
     assert verification.ok, f"{format_verification(verification, 'the digits')} in {text!r}"
     return words
-
-
-# ----------------------------------------------------------------------------------------------
-# Letters, rules and digit sources
-
-
-def test_letters_in():
-    assert letters_in("don't") == letters_in(M + "don't") == 4
-    assert letters_in(M + '"') == 0
-    assert letters_in("lily's") == 5
-    assert letters_in("co-op") == 4
-    assert letters_in(",") == 0
-    assert letters_in("3rd") == 2
-    assert letters_in("") == 0
-
-
-def test_word_re_finds_words_in_free_text():
-    assert WORD_RE.findall("Don't stop—the well-known cat’s 3 toys, ok?") == [
-        "Don't", "stop", "the", "well-known", "cat’s", "toys", "ok"]
-
-
-def test_digits_of_word():
-    assert [digits_of_word(n, "basic") for n in (0, 1, 9, 10, 11, 12)] == ["", "1", "9", "0", None, None]
-    assert [digits_of_word(n, "standard") for n in (0, 1, 9, 10, 11, 12)] == ["", "1", "9", "0", "11", "12"]
-    with pytest.raises(PilishError):
-        digits_of_word(3, "loose")
-
-
-def test_named_digit_sources():
-    assert get_digits("pi", 50) == "31415926535897932384626433832795028841971693993751"
-    assert get_digits("e", 30) == "271828182845904523536028747135"
-    assert get_digits("phi", 30) == "161803398874989484820458683436"
-    assert get_digits("sqrt2", 20) == "14142135623730950488"
-    assert [get_digits(name, 1) for name in NAMED_DIGITS] == ["3", "2", "1", "1"]
-
-
-def test_ten_thousand_digits_of_pi_are_right():
-    # (how fast: bench/, not here; a timed assert in a unit test flakes on a busy machine)
-    digits = get_digits("pi", 10000)
-    assert len(digits) == 10000 and set(digits) <= set("0123456789")
-    # Independent check by integer arithmetic: floor(pi * 10^9999) ends with the same digits.
-    with mpmath.workdps(10100):
-        scaled = int(mpmath.floor(mpmath.pi * mpmath.mpf(10) ** 9999))
-    assert int(digits[-12:]) == scaled % 10**12
-    # The 10000 digits (leading 3 included) end at decimal 9999; decimals 9997-10000 are the famous 5678.
-    assert digits.endswith("7567")
-    assert get_digits("pi", 10001).endswith("5678")
-
-
-def test_literal_digits_and_bad_sources():
-    assert get_digits("1234", 10) == "1234"
-    assert get_digits("1234", 2) == "12"
-    for bad in ("12a", "", "tau", " "):
-        with pytest.raises(PilishError, match="pi, e, phi, sqrt2"):
-            get_digits(bad, 5)
-    for bad_n in (0, -3):
-        with pytest.raises(PilishError):
-            get_digits("pi", bad_n)
-
-
-# ----------------------------------------------------------------------------------------------
-# Verifier
-
-
-def test_verify_the_classic_sentence():
-    verification = verify(PI_SENTENCE, get_digits("pi", 15), "basic")
-    assert (verification.matched, verification.total, verification.ok) == (15, 15, True)
-    assert verification.departure is None
-    assert format_verification(verification, "pi") == "✓ 15/15 digits of pi"
-
-
-def test_verify_reports_the_first_departure():
-    verification = verify(PI_SENTENCE.replace("drink", "drinks"), get_digits("pi", 15), "basic")
-    assert (verification.matched, verification.ok) == (4, False)
-    assert '"drinks"' in verification.departure and "6 letters" in verification.departure
-    assert verification.departure == 'word 5 "drinks" has 6 letters but digit 5 of the sequence is 5'
-    assert format_verification(verification, "pi") == f"✗ 4/15 digits of pi: {verification.departure}"
-
-
-def test_verify_text_too_short_and_too_long():
-    short = verify(PI_SENTENCE, get_digits("pi", 20), "basic")
-    assert (short.matched, short.ok, short.departure) == (15, False, "text ends after 15 of 20 digits")
-    long = verify(PI_SENTENCE + " And more.", get_digits("pi", 15), "basic")
-    assert (long.matched, long.total, long.ok) == (15, 15, False)
-    assert "2 extra words" in long.departure and '"And"' in long.departure
-
-
-def test_verify_long_words_under_the_two_rule_sets():
-    # "thunderstorm" has 12 letters, "extraordinary" 13, "everything" 10 (spells 0).
-    text = "A thunderstorm, extraordinary everything."
-    assert verify(text, "112130", "standard").ok
-    basic = verify(text, "112130", "basic")
-    assert basic.matched == 1 and "basic" in basic.departure and '"thunderstorm"' in basic.departure
-    wrong = verify(text, "113130", "standard")
-    assert wrong.matched == 1 and "digits 2-3 of the sequence are 13" in wrong.departure
-    cut = verify("a thunderstorm", "11", "standard")
-    assert cut.matched == 1 and "only 1 digit is left" in cut.departure
-    assert verify("everything", "0", "basic").ok
-
-
-def test_verify_ignores_punctuation_and_zero_letter_tokens():
-    assert verify('" how , i ! need ... a " 42', "3141", "basic").ok
-
-
-# ----------------------------------------------------------------------------------------------
-# Can the vocabulary spell the digits?
-
-
-def test_check_spellable():
-    every_length = set(range(1, 11))
-    check_spellable(every_length, get_digits("pi", 200), "basic")
-    with pytest.raises(PilishError, match="no words of 7 or 10 letters") as raised:
-        check_spellable(every_length - {7, 10}, get_digits("pi", 50), "basic")
-    assert "a tokenizer trained on more text" in str(raised.value)
-    with pytest.raises(PilishError, match="no words of 3 letters"):
-        check_spellable({1, 4}, "1134", "standard")
-
-
-def test_standard_can_spell_what_basic_cannot():
-    # No 1-letter words, but 11- and 13-letter words cover every "1".
-    lengths = {3, 4, 11, 13}
-    with pytest.raises(PilishError, match="no words of 1 letter,"):
-        check_spellable(lengths, "3114", "basic")
-    check_spellable(lengths, "3114", "standard")
-    check_spellable(lengths, "31134", "standard")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -535,97 +389,6 @@ def test_a_mark_pays_for_the_word_it_puts_off():
     # after the last digit nothing is owed: the closing marks keep their scores
     done = processor(torch.tensor([[EOS] + ids("fix", "a", "tree", "i")]), torch.zeros(1, len(HAND_VOCAB)))[0]
     assert done[HAND_VOCAB.index(".")] == 0
-
-
-def test_fluency_processor_bans_repeats_of_the_whole_text_and_adds_the_prior():
-    from pilish_engine import FluencyProcessor
-    is_word = torch.tensor([False, True, True, True, True, True])  # id 0 is a mark, 1-5 are words
-    size = 6
-    ngrams = {"bigrams": torch.tensor(sorted([1 * size + 2, 2 * size + 3, 2 * size + 4])),
-              "trigrams": torch.tensor([(1 * size + 2) * size + 5])}
-    processor = FluencyProcessor(is_word, no_repeat_words=3, no_immediate_repeat=True, ngrams=ngrams,
-                                 bigram_bonus=1.0, trigram_bonus=2.0)
-    processor.restart([1, 2, 3, 0], prompt_length=2)  # the text so far: words 1 2 3, then a mark
-    rows = torch.tensor([[3, 0, 1, 2],  # new words 1 2: "1 2 3" is in the text, so 3 is banned; 2 twice
-                         [3, 0, 4, 0]])  # new word 4, then a mark: 4 again would be "4. 4"
-    scores = processor(rows, torch.zeros(2, size))
-    inf = float("-inf")
-    # row 0: 4 follows 2 in the data (+1), 5 follows "1 2" (+2); 3 is banned although it follows 2
-    assert scores.tolist() == [[0, 0, inf, inf, 1, 2], [0, 0, 0, 0, inf, 0]]
-
-
-def test_fluency_processor_indexes_only_the_new_words_of_each_window_and_matches_a_fresh_one():
-    from pilish_engine import FluencyProcessor
-    is_word = torch.tensor([False] + [True] * 7)
-    size = 8
-    ngrams = {"bigrams": torch.tensor(sorted(a * size + b for a in range(1, 8) for b in (2, 5))),
-              "trigrams": torch.tensor(sorted([(1 * size + 2) * size + 6, (3 * size + 4) * size + 7]))}
-    text = [1, 2, 0, 3, 4, 1, 2, 5, 3, 4, 6, 0, 1, 2, 7, 3, 4]
-    rows = torch.tensor([[3, 4, 1, 2], [4, 0, 3, 4], [0, 7, 0, 7]])
-    kept = FluencyProcessor(is_word, no_repeat_words=3, no_immediate_repeat=True, ngrams=ngrams,
-                            bigram_bonus=1.0, trigram_bonus=0.5)
-    for end in (2, 5, 9, 12, len(text)):  # the windows of one text: each history extends the last
-        kept.restart(text[:end], prompt_length=1)
-        fresh = FluencyProcessor(is_word, no_repeat_words=3, no_immediate_repeat=True, ngrams=ngrams,
-                                 bigram_bonus=1.0, trigram_bonus=0.5)
-        fresh.restart(text[:end], prompt_length=1)
-        assert kept.seen == fresh.seen
-        assert torch.equal(kept(rows, torch.zeros(3, size)), fresh(rows, torch.zeros(3, size)))
-    # the whole text: "3 4" was followed by 1 and 6, and "1 2" by 0-skipped 3, 5 and 7
-    assert kept.seen[(3, 4)] == {1, 6} and kept.seen[(1, 2)] == {3, 5, 7}
-    scores = kept(rows, torch.zeros(3, size)).tolist()
-    inf = float("-inf")
-    # row 0 ends "1 2": 3, 5 and 7 followed "1 2" in the text, 2 is the last word; 5 and 2 follow any word (+1),
-    # 6 follows "1 2" in the data (+0.5)
-    assert scores[0] == [0, 0, inf, inf, 0, inf, 0.5, inf]
-    # row 2 ends "7 7" (its own immediate repeat, through marks): 7 is banned, 2 and 5 gain the bigram bonus
-    assert scores[2] == [0, 0, 1, 0, 0, 1, 0, inf]
-    # a history that does not extend the last one (another text) is indexed from the start
-    kept.restart([6, 6, 6], prompt_length=0)
-    assert kept.seen == {(6, 6): {6}}
-
-
-def test_fluency_processor_adds_the_mark_prior_after_the_last_two_tokens_even_across_windows():
-    from pilish_engine import FluencyProcessor
-    is_word = torch.tensor([False, False, True, True, True])  # ids 0 (".") and 1 (",") are marks
-    size = 5
-    # in the data: "2 3 ." and "3 , 1"... and ", 4 ." is no key a row below ends on
-    marks = torch.tensor(sorted([(2 * size + 3) * size + 0, (3 * size + 1) * size + 0, (1 * size + 4) * size + 0]))
-    processor = FluencyProcessor(is_word, ngrams={"marks": marks}, mark_bonus=3.0)
-    processor.restart([4, 2, 3], prompt_length=3)  # the window's text ends "2 3"; nothing new yet
-    rows = torch.tensor([[4, 2, 3], [4, 2, 3]])
-    assert processor(rows, torch.zeros(2, size)).tolist() == [[3, 0, 0, 0, 0]] * 2
-    rows = torch.tensor([[4, 2, 3, 1], [4, 2, 3, 4]])  # new tokens "," and 4: "3 ," and "3 4" end them
-    assert processor(rows, torch.zeros(2, size)).tolist() == [[3, 0, 0, 0, 0], [0, 0, 0, 0, 0]]
-    # an ngrams.pt saved before the mark prior has no "marks": the bonus is off, nothing breaks
-    old = FluencyProcessor(is_word, ngrams={"bigrams": torch.tensor([2 * size + 3])}, mark_bonus=3.0)
-    old.restart([4, 2, 3], prompt_length=3)
-    assert old(torch.tensor([[4, 2, 3]]), torch.zeros(1, size)).tolist() == [[0] * size]
-
-
-def test_fluency_processor_pairs_quotes_across_windows():
-    from pilish_engine import FluencyProcessor
-    is_word = torch.tensor([False, False, False, True, True])  # 0 opens a quote, 1 closes one, 2 is ","
-    processor = FluencyProcessor(is_word, quotes=([0], [1]))
-    inf = float("-inf")
-    processor.restart([3, 2, 0, 4], prompt_length=4)  # `tom, "go` : a quote is open
-    rows = torch.tensor([[3, 2, 0, 4, 3],  # a word: still open, so no second opening quote
-                         [3, 2, 0, 4, 1]])  # it closed in this window: no closing quote now
-    assert processor(rows, torch.zeros(2, 5)).tolist() == [[inf, 0, 0, 0, 0], [0, inf, 0, 0, 0]]
-    processor.restart([3, 2, 0, 4, 1, 3], prompt_length=6)  # the next window: the quote closed before it
-    assert processor(torch.tensor([[4, 1, 3]]), torch.zeros(1, 5)).tolist() == [[0, inf, 0, 0, 0]]
-    processor.restart([3, 2, 0, 4, 1, 3, 2, 0], prompt_length=8)
-    assert processor(torch.tensor([[3, 2, 0]]), torch.zeros(1, 5)).tolist() == [[inf, 0, 0, 0, 0]]
-    processor.restart([4], prompt_length=1)  # another text: nothing open
-    assert processor(torch.tensor([[4]]), torch.zeros(1, 5)).tolist() == [[0, inf, 0, 0, 0]]
-
-
-def test_fluency_processor_without_rules_changes_nothing():
-    from pilish_engine import FluencyProcessor
-    processor = FluencyProcessor(torch.tensor([False, True, True]))
-    processor.restart([1, 1], prompt_length=0)
-    scores = torch.randn(2, 3)
-    assert torch.equal(processor(torch.tensor([[1], [2]]), scores.clone()), scores)
 
 
 def test_stopping_waits_for_the_closing_mark():

@@ -1,18 +1,18 @@
-"""common.token_nll and pilish.nll_per_word against cross-entropy computed directly, in one pass."""
+"""lmkit.scoring: token_nll and nll_per_word against cross-entropy computed directly, in one pass,
+and the context window a model is scored (and written) in."""
 
 import pytest
 import torch
-from transformers import GPT2Config, GPT2LMHeadModel
 
-from common import token_nll
+from conftest import tiny_gpt2
+from lmkit.folders import load_model
+from lmkit.scoring import context_window, nll_per_word, token_nll
 
 VOCAB = 50
 
 
-def tiny_gpt2(n_layer, n_positions=64, seed=0):
-    torch.manual_seed(seed)
-    config = GPT2Config(vocab_size=VOCAB, n_positions=n_positions, n_embd=16, n_layer=n_layer, n_head=2)
-    return GPT2LMHeadModel(config).eval()
+def scoring_gpt2(n_layer, n_positions=64, seed=0):
+    return tiny_gpt2(VOCAB, n_positions=n_positions, n_embd=16, n_layer=n_layer, seed=seed).eval()
 
 
 def direct_nll(model, ids):
@@ -29,7 +29,7 @@ def random_ids(count, seed=1):
 
 
 def test_short_text_is_one_direct_pass():
-    model = tiny_gpt2(n_layer=1)
+    model = scoring_gpt2(n_layer=1)
     ids = random_ids(12)
     losses = token_nll(model, ids)
     assert losses.shape == (11,)
@@ -39,7 +39,7 @@ def test_short_text_is_one_direct_pass():
 def test_sliding_windows_score_every_token_once_and_in_place():
     # No blocks and no position embedding: each prediction depends on the current token alone, so
     # whatever the windows, every token's NLL must equal the single-pass one at the same place.
-    model = tiny_gpt2(n_layer=0)
+    model = scoring_gpt2(n_layer=0)
     with torch.no_grad():
         model.transformer.wpe.weight.zero_()
     ids = random_ids(45)
@@ -52,7 +52,7 @@ def test_sliding_windows_score_every_token_once_and_in_place():
 def test_each_window_token_sees_at_least_half_a_context(length, context):
     """With attention, token i's NLL is that of one pass over a window ending at i that holds at least
     half a context before it (or all the text there is)."""
-    model = tiny_gpt2(n_layer=1)
+    model = scoring_gpt2(n_layer=1)
     ids = random_ids(length, seed=length)
     losses = token_nll(model, ids, context_length=context)
     assert losses.shape == (length - 1,)
@@ -67,19 +67,15 @@ def test_each_window_token_sees_at_least_half_a_context(length, context):
 
 
 def test_nll_per_word_is_the_mean_over_words_after_the_prompt(model_dir):
-    import pilish
-    from common import load_model
     model, tokenizer = load_model(model_dir, device="cpu")
     prompt = tokenizer.convert_tokens_to_ids(["▁tom", ",", "▁a"])
     ids = tokenizer.convert_tokens_to_ids(["▁ball", ",", "▁said", "▁lily", "."])
     everything = [tokenizer.eos_token_id, *prompt, *ids]
     expected = float(direct_nll(model, everything)[-len(ids):].sum()) / 3  # ball, said, lily
-    assert pilish.nll_per_word(model, tokenizer, ids, prompt) == pytest.approx(expected, rel=1e-5)
-    assert pilish.nll_per_word(model, tokenizer, []) == 0.0
+    assert nll_per_word(model, tokenizer, ids, prompt) == pytest.approx(expected, rel=1e-5)
+    assert nll_per_word(model, tokenizer, []) == 0.0
 
 
-def test_load_model_is_ready_to_generate(model_dir):
-    from common import load_model
-    model, tokenizer = load_model(model_dir, device="cpu")
-    assert not model.training and model.config.use_cache is True and model.device.type == "cpu"
-    assert model.config.vocab_size == len(tokenizer) and tokenizer.eos_token == "<|endoftext|>"
+def test_context_window_is_at_most_what_the_model_was_trained_on():
+    model = scoring_gpt2(n_layer=0, n_positions=32)
+    assert [context_window(model, w) for w in (0, 20, 1000)] == [32, 20, 32]

@@ -1,23 +1,16 @@
-"""Pilish: English whose word lengths spell the digits of a number such as pi.
+"""Pilish rules, digits and verification: no torch, no model.
 
 "How I need a drink, alcoholic ..." spells 3 1 4 1 5 9 ... : each word's letter count is the next
 digit, and a 10-letter word stands for 0. Under the "standard" rules a word of more than 10 letters
 stands for two digits (a 12-letter word spells "12").
 
-This module holds everything Pilish-specific:
-  * counting letters, the two rule sets, and the digit sources (pi, e, phi, sqrt2 or literal digits);
+  * the two rule sets, what each word length spells, and which word lengths may spell the digits
+    from a position (`moves`, `can_finish`);
+  * the digit sources: pi, e, phi, sqrt2 or literal digits (`get_digits`);
   * `verify`, which checks any text against a digit string and says where it departs;
-  * `check_spellable`, which tells the user early when a vocabulary cannot spell the digits;
-  * `write`, which makes a model write Pilish of any length (through `PilishLogitsProcessor` and
-    `PilishStoppingCriteria`, which mask, at every step, all tokens whose length is not the next
-    digit). These need torch and live in pilish_engine.py; `pilish.write` loads them on first use.
+  * `check_spellable`, which tells the user early when a vocabulary cannot spell the digits.
 
 Errors are `PilishError` (a ValueError) with a message that says what is wrong.
-
-Tokens are whole words or single punctuation marks, so "the length of the next word" is simply
-"the letters in the next token", and masking is a table lookup per step. A token may start with the
-tokenizer's SPACE_MARK (▁, "a space comes before"); it is no letter, and every test of what a token
-is looks at the text after it.
 """
 
 from __future__ import annotations
@@ -28,49 +21,18 @@ from functools import lru_cache
 
 import mpmath
 
-from common import SPACE_MARK
+from pilish.tokens import WORD_RE, letters_in
 
 RULES = ("basic", "standard")
-DECODINGS = ("beam", "sample")
 NAMED_DIGITS = ("pi", "e", "phi", "sqrt2")
-
-# Punctuation the generator may put between words. Anything else made of no letters (digits,
-# symbols, special tokens) would either read oddly or confuse the verifier, so it is never offered.
-PUNCTUATION = ".,!?;:\"'"
-# The marks a finished text may end on.
-CLOSING_MARKS = (".", "!", "?")
-
-# A word in free text: letters, possibly joined by apostrophes or hyphens ("don't", "well-known").
-# [^\W\d_] is "a word character that is neither a digit nor an underscore", i.e. a letter.
-WORD_RE = re.compile(r"[^\W\d_]+(?:['’-][^\W\d_]+)*")
-
-# Quotes stand only after another mark (`said, "go!" she`), the way the stories write dialogue;
-# every other mark follows a word. So at most two marks stand between words and a text of n digits
-# has at most about 3n tokens.
-QUOTES = "\"'"
-
-# Kinds of token, for what punctuation may follow them.
-WORD, MARK, OTHER = 0, 1, 2
-
 
 
 class PilishError(ValueError):
     """Digits, rules, a prompt or a vocabulary that cannot make Pilish; the message says why."""
 
 
-# Score given to a row's allowed tokens when an earlier processor (e.g. no_repeat_ngram_size) had set
-# all of them to -inf. Finite so sampling still works and the beam keeps a usable (if poor) score;
-# well above the -1e9 that beam search uses for "no hypothesis yet", so such beams can still finish.
-FALLBACK_SCORE = -1.0e4
-
-
 # ----------------------------------------------------------------------------------------------
 # Letters and rules
-
-
-def letters_in(word: str) -> int:
-    """Number of letters in `word`; apostrophes, hyphens, digits, punctuation and ▁ count 0."""
-    return sum(1 for char in word if char.isalpha())
 
 
 def check_rules(rules: str) -> None:
@@ -109,7 +71,7 @@ def _two_digit_length(digits: str, position: int) -> int | None:
     return length if length >= 11 else None
 
 
-def _moves(digits: str, rules: str, position: int) -> list[tuple[int, int]]:
+def moves(digits: str, rules: str, position: int) -> list[tuple[int, int]]:
     """The (word length, position after the word) pairs that may spell digits from `position`."""
     moves = [(_one_digit_length(digits[position]), position + 1)]
     if rules == "standard":
@@ -119,24 +81,24 @@ def _moves(digits: str, rules: str, position: int) -> list[tuple[int, int]]:
     return moves
 
 
-def _can_finish(digits: str, rules: str, available_lengths: set[int]) -> list[bool]:
-    """can_finish[p]: the digits from position p to the end can be spelled with words of the
+def can_finish(digits: str, rules: str, available_lengths: set[int]) -> list[bool]:
+    """finishable[p]: the digits from position p to the end can be spelled with words of the
     available lengths. Computed backwards, so the generator never walks into a dead end."""
-    can_finish = [False] * (len(digits) + 1)
-    can_finish[len(digits)] = True
+    finishable = [False] * (len(digits) + 1)
+    finishable[len(digits)] = True
     for position in range(len(digits) - 1, -1, -1):
-        can_finish[position] = any(
-            length in available_lengths and can_finish[after]
-            for length, after in _moves(digits, rules, position)
+        finishable[position] = any(
+            length in available_lengths and finishable[after]
+            for length, after in moves(digits, rules, position)
         )
-    return can_finish
+    return finishable
 
 
 # ----------------------------------------------------------------------------------------------
 # Digit sources
 
 
-def _check_digit_string(digits: str, what: str) -> None:
+def check_digit_string(digits: str, what: str) -> None:
     if not isinstance(digits, str) or not re.fullmatch(r"[0-9]+", digits):
         raise PilishError(f"{what} must be a non-empty string of the digits 0-9, got {digits!r}")
 
@@ -259,7 +221,7 @@ def _missing_lengths(available_lengths: set[int], digits: str, rules: str) -> li
     for position in range(n - 1, -1, -1):
         cost[position], choice[position] = min(
             (cost[after] + (length not in available_lengths), (length, after))
-            for length, after in _moves(digits, rules, position)
+            for length, after in moves(digits, rules, position)
         )
     missing, position = set(), 0
     while position < n:
@@ -273,60 +235,16 @@ def check_spellable(available_lengths: set[int], digits: str, rules: str) -> Non
     """Raise PilishError naming the missing word lengths when no words of `available_lengths` can
     spell `digits` under `rules`."""
     check_rules(rules)
-    _check_digit_string(digits, "the digits to spell")
+    check_digit_string(digits, "the digits to spell")
     available_lengths = set(available_lengths)
-    if _can_finish(digits, rules, available_lengths)[0]:
+    if can_finish(digits, rules, available_lengths)[0]:
         return
     missing = _missing_lengths(available_lengths, digits, rules)
     hint = ""
-    if rules == "basic" and _can_finish(digits, "standard", available_lengths)[0]:
+    if rules == "basic" and can_finish(digits, "standard", available_lengths)[0]:
         hint = " (or use the standard rules, which can spell them with longer words)"
     letters = "letter" if missing == [1] else "letters"
     raise PilishError(
         f"the vocabulary has no words of {_or_list(missing)} {letters}, which these digits need; "
         f"a tokenizer trained on more text, or with a larger vocabulary, has them{hint}"
     )
-
-
-# ----------------------------------------------------------------------------------------------
-# Generation
-
-
-def token_text(token: str) -> str:
-    """A token's text without the space mark in front: "▁don't" -> "don't", '▁"' -> '"'."""
-    return token[len(SPACE_MARK):] if token.startswith(SPACE_MARK) else token
-
-
-def _is_word_token(token: str) -> bool:
-    """A token the generator may use as a word: one WORD_RE word and nothing else, so the verifier
-    sees exactly the letters the generator counted."""
-    return WORD_RE.fullmatch(token_text(token)) is not None and letters_in(token) > 0
-
-
-def _is_quote_token(token: str) -> bool:
-    text = token_text(token)
-    return text != "" and all(char in QUOTES for char in text)
-
-
-def _is_punctuation_token(token: str) -> bool:
-    """A mark the generator may put between words. A quote may carry the space mark (an opening
-    quote does); any other mark after a space ("wait . what") would read oddly, so it is no mark."""
-    text = token_text(token)
-    return (text != "" and all(char in PUNCTUATION for char in text)
-            and (text == token or _is_quote_token(token)))
-
-
-# ----------------------------------------------------------------------------------------------
-# Writing: the engine needs torch and transformers, so it lives in pilish_engine.py and loads on
-# first use; checking a text (`verify`, `pilish_generate.py --check_file`) needs neither.
-
-_ENGINE = ("PilishLogitsProcessor", "PilishStoppingCriteria", "PilishText", "write", "check_prompt",
-           "decoding_settings", "context_window", "nll_per_word", "finish_sentence", "FluencyProcessor",
-           "ngram_table", "load_ngrams", "save_ngrams", "NGRAMS_FILE")
-
-
-def __getattr__(name: str):
-    if name in _ENGINE:
-        import pilish_engine
-        return getattr(pilish_engine, name)
-    raise AttributeError(f"module 'pilish' has no attribute {name!r}")

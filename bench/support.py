@@ -1,22 +1,27 @@
-"""What the benchmark scripts share: where the repo and the sample data are, the machine header,
-medians, plain-text and Markdown tables, appending to BENCHMARKS.md and the matmul peak."""
+"""What the benchmark scripts share: where the repo and the sample data are, running the project's
+own scripts, the machine header, medians, plain-text and Markdown tables, appending to
+BENCHMARKS.md, the matmul peak and memory.
+
+The benchmarks run as modules from the repo root (`python -m bench.train_speed`), so they import the
+library (lmkit, pilish) just as the scripts do; a benchmark imports only the library, this module
+and bench/pilish_texts.py, never another benchmark or a script (it runs a script as a user would:
+`run_project_script`)."""
 
 import datetime
 import os
 import platform
 import shlex
 import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path
 
+from lmkit.data import sample_file
+from lmkit.settings import UserError
+
 ROOT = Path(__file__).resolve().parent.parent  # the repo root, whatever the working directory
 BENCHMARKS_FILE = ROOT / "BENCHMARKS.md"
-
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
-from common import UserError, sample_file  # noqa: E402
 
 
 def data_file(setting, split):
@@ -27,6 +32,18 @@ def data_file(setting, split):
     if not path.is_file():
         raise UserError(f"no data: {path} does not exist; point the setting at a TinyStories .txt or .txt.gz file")
     return path
+
+
+def run_project_script(script, *arguments, quiet=False):
+    """Run one of the project's scripts (e.g. "train_tokenizer.py") with `--name=value` arguments,
+    as a user would: a new Python process from the repo root. `quiet` hides what it prints to
+    stdout (its errors still show). A UserError when it fails."""
+    command = [sys.executable, str(ROOT / script), *arguments]
+    try:
+        subprocess.run(command, cwd=ROOT, check=True, stdout=subprocess.DEVNULL if quiet else None)
+    except subprocess.CalledProcessError as error:
+        raise UserError(f"{script} failed (exit status {error.returncode}; its error is above): "
+                        f"{shlex.join(['python', script, *arguments])}") from None
 
 
 def median(values):
@@ -73,8 +90,8 @@ def machine_lines():
 
 
 def command_line(script_file):
-    """The command that reproduces this run, from the repo root."""
-    return "python " + shlex.join([f"bench/{Path(script_file).name}", *sys.argv[1:]])
+    """The command that reproduces this run, from the repo root: `python -m bench.NAME ...`."""
+    return "python -m " + shlex.join([f"bench.{Path(script_file).stem}", *sys.argv[1:]])
 
 
 # ---------------------------------------------------------------- tables

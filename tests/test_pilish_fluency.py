@@ -1,9 +1,10 @@
-"""The fluency measure on hand-made stories whose counts are worked out by hand below."""
+"""pilish.fluency: the measure on hand-made stories whose counts are worked out by hand below."""
 
+import gzip
 import math
 
 import corpus
-import fluency
+from pilish import fluency
 
 REFERENCE_STORIES = [
     'Tom said, "I like the red ball." The dog ran.',  # opens a quote after `said,`
@@ -65,9 +66,6 @@ def test_real_looking_stories_score_high_against_themselves(tmp_path):
 
 
 def test_read_stories_takes_gzipped_files_as_the_bench_defaults_are(tmp_path):
-    import gzip
-
-    import fluency
     text = "Tom saw a cat.\n<|endoftext|>\nLily said, \"hi!\"\n\nShe ran.\n<|endoftext|>\n"
     (tmp_path / "s.txt").write_text(text, encoding="utf-8")
     with gzip.open(tmp_path / "s.txt.gz", "wt", encoding="utf-8") as handle:

@@ -1,0 +1,142 @@
+"""Saved folders and devices: loading what train_tokenizer.py and train_model.py saved, the run
+record beside each model, the tokenizer's fingerprint, and which device to run on.
+"""
+
+import hashlib
+import json
+import sys
+from pathlib import Path
+
+from lmkit.settings import UserError, first_line
+
+RUN_RECORD = "training_run.json"  # train_model.py's settings and tokenizer fingerprint, beside each model
+
+
+def pick_device():
+    import torch
+    if torch.cuda.is_available():
+        return "cuda"
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        return "mps"
+    return "cpu"
+
+
+def _check_json_files(folder, names, remedy):
+    """A UserError naming the first of these JSON files in `folder` that does not parse."""
+    for name in names:
+        path = Path(folder) / name
+        if path.is_file():
+            try:
+                json.loads(path.read_bytes())
+            except (ValueError, OSError) as error:
+                raise UserError(f"{path} is corrupt ({first_line(error)}): {remedy}") from None
+
+
+def vocabulary_fingerprint(vocabulary):
+    """A short hash of {token: id}: two tokenizers with equal fingerprints map every word alike."""
+    text = json.dumps(sorted(vocabulary.items()), ensure_ascii=False)
+    return "sha256:" + hashlib.sha256(text.encode("utf-8")).hexdigest()[:32]
+
+
+def tokenizer_fingerprint(folder):
+    """The vocabulary fingerprint of the tokenizer.json in `folder` (no transformers needed)."""
+    from tokenizers import Tokenizer
+    path = Path(folder) / "tokenizer.json"
+    try:
+        return vocabulary_fingerprint(Tokenizer.from_file(str(path)).get_vocab(with_added_tokens=True))
+    except Exception as error:  # the Rust library raises a plain Exception for a corrupt file
+        raise UserError(f"{path} is not a readable tokenizer ({first_line(error)})") from None
+
+
+def peak_memory(device):
+    """(bytes, what they measure): the most this process has held, on the GPU for "cuda" (tensors,
+    as the caching allocator counts them), else in main memory (peak resident set, every allocation)."""
+    if device == "cuda":
+        import torch
+        return torch.cuda.max_memory_allocated(), "GPU memory allocated"
+    try:
+        import resource
+    except ImportError:  # Windows
+        return None, "resident memory"
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak * (1 if sys.platform == "darwin" else 1024), "resident memory"  # bytes on macOS, KiB on Linux
+
+
+def read_run_record(folder):
+    """train_model.py's record of the run that made the model or checkpoint in `folder`, or None."""
+    path = Path(folder) / RUN_RECORD
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None
+    except (ValueError, OSError) as error:
+        raise UserError(f"{path} is corrupt ({first_line(error)}): delete it") from None
+    return record if isinstance(record, dict) else None
+
+
+def write_run_record(folder, record):
+    Path(folder, RUN_RECORD).write_text(json.dumps(record, indent=1), encoding="utf-8")
+
+
+def run_record(settings, fingerprint):
+    """What train_model.py writes beside each checkpoint and model (RUN_RECORD): its settings and
+    the fingerprint of the tokenizer's vocabulary."""
+    return {"tokenizer": fingerprint, "settings": dict(settings)}
+
+
+def load_tokenizer(folder):
+    from transformers import AutoTokenizer
+    if not (Path(folder) / "tokenizer.json").is_file():
+        raise UserError(f"no tokenizer in {folder}: run train_tokenizer.py first (or set TOKENIZER_DIR)")
+    remedy = "run train_tokenizer.py again" if not (Path(folder) / "config.json").is_file() else \
+        "copy the tokenizer the model was trained with back, or train the model again"
+    _check_json_files(folder, ["tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"], remedy)
+    try:
+        return AutoTokenizer.from_pretrained(folder)
+    except Exception as error:  # the Rust library raises a plain Exception for a corrupt file
+        raise UserError(f"cannot load the tokenizer in {folder} ({first_line(error)}): {remedy}") from None
+
+
+def _check_weights(path):
+    """A UserError naming a truncated or foreign safetensors file (its header states every tensor's extent)."""
+    from safetensors import safe_open
+    try:
+        with safe_open(str(path), framework="pt") as weights:
+            weights.keys()
+    except Exception as error:  # safetensors raises its own SafetensorError, no subclass of OSError
+        raise UserError(f"{path} is corrupt or truncated ({first_line(error)}): train the model again") from None
+
+
+def load_model(folder, device=None):
+    """The model and tokenizer that train_model.py saved in `folder`, ready for generation."""
+    from transformers import AutoModelForCausalLM
+    folder = Path(folder)
+    weights = list(folder.glob("model*.safetensors")) + list(folder.glob("pytorch_model*.bin"))
+    if not (folder / "config.json").is_file() or not weights or not (folder / "tokenizer.json").is_file():
+        what = "no model" if not folder.exists() else "no complete model (config, weights and tokenizer)"
+        raise UserError(f"{what} in {folder}: run train_model.py first (or set MODEL_DIR)")
+    from transformers.utils import logging
+    _check_json_files(folder, ["config.json", "generation_config.json"], "train the model again")
+    for path in weights:
+        if path.suffix == ".safetensors":
+            _check_weights(path)
+    tokenizer = load_tokenizer(folder)
+    record = read_run_record(folder)
+    config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    if not isinstance(config, dict) or "vocab_size" not in config:
+        raise UserError(f"{folder / 'config.json'} is not a model's config: train the model again")
+    matches = (record["tokenizer"] == vocabulary_fingerprint(tokenizer.get_vocab())
+               if record and "tokenizer" in record else config.get("vocab_size") == len(tokenizer))
+    if not matches:  # e.g. train_tokenizer.py wrote into MODEL_DIR: the ids would mean other words
+        raise UserError(f"{folder / 'tokenizer.json'} is not the tokenizer this model was trained with: "
+                        f"copy that one back, or train the model again")
+    logging.disable_progress_bar()  # a bar for loading a few MB of weights is noise
+    try:
+        model = AutoModelForCausalLM.from_pretrained(folder)
+    except (OSError, ValueError, KeyError, RuntimeError) as error:
+        raise UserError(f"cannot load the model in {folder} ({first_line(error)}): train it again") from None
+    finally:
+        logging.enable_progress_bar()
+    model.config.use_cache = True  # the Trainer saves checkpoints with the KV cache switched off
+    model.to(device or pick_device()).eval()
+    return model, tokenizer

@@ -1,0 +1,174 @@
+"""Settings and the command line: what every script's `run_script(main, globals())` does.
+
+Each script keeps its settings as UPPERCASE constants at the top and ends with
+`run_script(main, globals())`, which reads `--name=value` overrides, checks their types and turns
+every `UserError` into one line on stderr. The range checks (`at_least`, `within`,
+`check_writable`) raise the same error before any long work starts.
+"""
+
+import json
+import math
+import os
+import sys
+import tempfile
+from pathlib import Path
+from types import SimpleNamespace
+
+
+class UserError(Exception):
+    """A problem the user can fix; scripts print it as one line and exit non-zero."""
+
+
+def _settings_block(namespace):
+    """{NAME: comment} for the UPPERCASE assignments of a script's opening block, before the first import.
+
+    The comment is the one that follows the assignment on its line: the same text a user reads when
+    editing the block is what --help prints.
+    """
+    import ast
+    import io
+    import tokenize
+    source = Path(namespace["__file__"]).read_text(encoding="utf-8")
+    comments = {token.start[0]: token.string.lstrip("#").strip()
+                for token in tokenize.generate_tokens(io.StringIO(source).readline)
+                if token.type == tokenize.COMMENT}
+    block = {}
+    for statement in ast.parse(source).body:
+        if isinstance(statement, (ast.Import, ast.ImportFrom)):
+            break
+        if isinstance(statement, (ast.Assign, ast.AnnAssign)):
+            targets = statement.targets if isinstance(statement, ast.Assign) else [statement.target]
+            for target in targets:
+                if isinstance(target, ast.Name) and target.id.isupper():
+                    block[target.id] = comments.get(statement.end_lineno, "")
+    return block
+
+
+def _constants(namespace):
+    """The settings of a script: the UPPERCASE assignments of its opening block, before the first import."""
+    return {name: namespace[name] for name in _settings_block(namespace)}
+
+
+def _parse_value(name, text, default):
+    kind = type(default)
+    if kind is bool:
+        lowered = text.lower()
+        if lowered in ("1", "true", "yes", "on"):
+            return True
+        if lowered in ("0", "false", "no", "off"):
+            return False
+        raise UserError(f"--{name} takes true or false, not {text!r}")
+    if kind in (int, float):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise UserError(f"--{name} takes a{'n integer' if kind is int else ' number'}, not {text!r}") from None
+        if not math.isfinite(value):  # float() takes "nan" and "inf"; no setting means either
+            raise UserError(f"--{name} takes a finite number, not {text!r}")
+        return value
+    if kind in (list, tuple):
+        # a JSON list, or items separated by "|" (prompts contain commas)
+        if text.startswith("["):
+            try:
+                items = json.loads(text)
+            except json.JSONDecodeError as error:
+                raise UserError(f"--{name}: not a JSON list ({error})") from None
+        else:
+            items = [item.strip() for item in text.split("|") if item.strip()]
+        return kind(str(item) for item in items)
+    return text
+
+
+def configure(namespace, argv):
+    """The UPPERCASE constants of `namespace`, with `--name=value` overrides from argv applied."""
+    config = _constants(namespace)
+    names = ", ".join(f"--{k.lower()}" for k in config)
+    for arg in argv:
+        if not arg.startswith("--"):
+            raise UserError(f"unexpected argument {arg!r}: settings are given as --name=value; valid names: {names}")
+        name, has_value, text = arg[2:].partition("=")
+        key = name.replace("-", "_").upper()
+        if key not in config:
+            raise UserError(f"unknown setting --{name}; valid names: {names}")
+        if not has_value:
+            if isinstance(config[key], bool):  # a bare --flag means true
+                text = "true"
+            else:
+                raise UserError(f"--{name} needs a value: --{name}=VALUE")
+        config[key] = _parse_value(name, text, config[key])
+    return SimpleNamespace(**config)
+
+
+def print_help(namespace):
+    print((namespace.get("__doc__") or "").strip())
+    print("\nSettings (--name=value; the default, then what it does):")
+    block = _settings_block(namespace)
+    for key, value in _constants(namespace).items():
+        print(f"  --{key.lower()}={value!r}" + (f"\n      {block[key]}" if block[key] else ""))
+
+
+def run_script(main, namespace, argv=None, errors=()):
+    """Entry point of every script: parse overrides, run main, report UserErrors in one line.
+
+    `errors` are the library's own error types (e.g. pilish.PilishError) whose message is just as
+    much meant for the user.
+    """
+    argv = sys.argv[1:] if argv is None else argv
+    if any(arg in ("-h", "--help") for arg in argv):
+        print_help(namespace)
+        return
+    try:
+        main(configure(namespace, argv))
+    except (UserError, *errors) as error:
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(1)
+    except KeyboardInterrupt:  # Ctrl-C: one line and the shell's usual status, so `a && b` stops
+        print("\ninterrupted", file=sys.stderr)
+        sys.exit(130)
+
+
+def at_least(config, minimum, *names):
+    """A UserError naming the first of the settings `names` below `minimum`."""
+    for name in names:
+        value = getattr(config, name)
+        if value < minimum:
+            raise UserError(f"{name} must be at least {minimum}, not {value}")
+
+
+def within(config, name, low, high, *, low_open=False, high_open=False):
+    """A UserError unless low <= setting <= high (strictly on an open side)."""
+    value = getattr(config, name)
+    if value < low or (low_open and value == low) or value > high or (high_open and value == high):
+        interval = f"{'(' if low_open else '['}{low}, {high}{')' if high_open else ']'}"
+        raise UserError(f"{name} must lie in {interval}, not {value}")
+
+
+def check_writable(path, what, folder=True):
+    """A UserError now, before any long work, unless `path` (a folder, created if missing, or a file)
+    can be written; `what` names the setting in the message."""
+    path = Path(path)
+    if folder and path.exists() and not path.is_dir():
+        raise UserError(f"{what}={path} is a file, not a folder: choose another {what}")
+    if not folder and path.is_dir():
+        raise UserError(f"{what}={path} is a folder, not a file: give a file name")
+    where = path if folder else path.parent
+    if not folder and not where.is_dir():
+        raise UserError(f"{what}={path}: folder {where} does not exist")
+    try:
+        if folder:
+            path.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=where):  # os.access says yes to root on a read-only mount
+            pass
+        if not folder and path.exists() and not os.access(path, os.W_OK):
+            raise PermissionError(13, "Permission denied")
+    except OSError as error:
+        raise UserError(f"cannot write {what}={path}: {error.strerror or error}") from None
+
+
+
+
+def first_line(error):
+    """The first line of an error's message, for a one-line report of a library's long error."""
+    if isinstance(error, KeyError):  # its message is only the key
+        return f"no {error} in it"
+    return (str(error).strip().splitlines() or [type(error).__name__])[0]

@@ -1,0 +1,56 @@
+"""Tokens and text: the special tokens, the space mark, and turning token ids back into readable text.
+
+The word-level tokenizer (lmkit/tokenizer.py) cuts text into whole words and single marks, each
+word carrying SPACE_MARK in front. These helpers read a prompt the way the tokenizer does and
+decode ids the way every Hugging Face tool does, less the leading space.
+"""
+
+import sys
+
+EOT = "<|endoftext|>"  # separates stories, in the data set's txt files and in the token stream
+UNK = "[UNK]"
+PAD = "[PAD]"
+SPECIAL_TOKENS = [PAD, UNK, EOT]
+# The tokenizer's mark for "a space comes before this token", as in SentencePiece: every word
+# carries it, and it tells an opening quote from a closing one (lmkit/tokenizer.py).
+SPACE_MARK = "\u2581"  # ▁
+
+
+def split_words(tokenizer, text):
+    """The tokens of `text` as the tokenizer cuts them (words with their SPACE_MARK), and their ids
+    ([UNK] where unknown).
+
+    Showing these words (through `detokenize`'s `words_before`), rather than decoding the ids, keeps
+    a prompt's unknown words visible.
+    """
+    backend = tokenizer.backend_tokenizer
+    words = [word for word, _ in backend.pre_tokenizer.pre_tokenize_str(backend.normalizer.normalize_str(text))]
+    return words, tokenizer.convert_tokens_to_ids(words)
+
+
+def detokenize(tokenizer, ids, words_before=()):
+    """Token ids to readable text, special tokens dropped: what `tokenizer.decode(ids,
+    skip_special_tokens=True)` gives (the decoder saved in tokenizer.json, which every Hugging Face
+    tool uses too), less the space before the first word.
+
+    `words_before` (e.g. a prompt's words from `split_words`) are decoded in front as they are, so
+    a prompt word the vocabulary lacks reads as itself, not as [UNK].
+    """
+    special = set(tokenizer.all_special_ids)
+    tokens = tokenizer.convert_ids_to_tokens([int(i) for i in ids if int(i) not in special])
+    return tokenizer.convert_tokens_to_string([*words_before, *tokens]).lstrip()
+
+
+def unknown_words(tokenizer, text):
+    """The words of `text` that the vocabulary lacks (the model reads each as [UNK])."""
+    words, ids = split_words(tokenizer, text)
+    return [tokenizer.convert_tokens_to_string([word]).strip()
+            for word, token_id in zip(words, ids) if token_id == tokenizer.unk_token_id]
+
+
+def warn_unknown_words(tokenizer, text):
+    """Say on stderr which words of a prompt the model cannot read."""
+    missing = unknown_words(tokenizer, text)
+    if missing:
+        print(f"warning: not in the vocabulary, so the model reads them as {UNK}: {', '.join(missing)}",
+              file=sys.stderr)

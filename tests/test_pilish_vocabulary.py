@@ -1,0 +1,59 @@
+"""pilish.vocabulary: the per-token tables of a vocabulary, built once and shared by every text."""
+
+import torch
+from transformers import AutoTokenizer
+
+from lmkit.text import SPACE_MARK as M
+from pilish.tokens import MARK, OTHER, WORD
+from pilish.vocabulary import tables_for, vocabulary_tables
+
+# ids 0-2 special, 3-4 marks, 5-6 an opening and a closing quote, 7 a word, 8 no word, 9 a mark after a space
+# (no mark), 10-11 words of 10 and 12 letters
+VOCAB = ("<|endoftext|>", "[UNK]", "[PAD]", ".", ",", M + '"', '"', M + "a", M + "3rd", M + ",", M + "lighthouse",
+         M + "thunderstorm")
+
+
+def tensor_ids(mask):
+    return mask.nonzero().flatten().tolist()
+
+
+def test_tables_say_what_each_token_is():
+    tables = vocabulary_tables(VOCAB, banned_ids=(0, 1, 2), end_ids=(0,))
+    assert tables.size == len(VOCAB)
+    assert tables.letters.tolist() == [9, 3, 3, 0, 0, 0, 0, 1, 2, 0, 10, 12]  # special tokens' letters too
+    assert tensor_ids(tables.is_word) == [7, 10, 11]  # not the banned specials, nor "3rd"
+    assert tensor_ids(tables.is_mark) == [3, 4] and tensor_ids(tables.is_quote) == [5, 6]  # ▁, is no mark
+    assert tensor_ids(tables.is_closing) == [3] and tensor_ids(tables.is_end) == [0]
+    assert tables.kind.tolist() == [OTHER] * 3 + [MARK, MARK, OTHER, OTHER, WORD, OTHER, OTHER, WORD, WORD]
+    assert tables.available_lengths() == {1, 10, 12}
+
+
+def test_ids_with_length_index_the_words_of_each_length():
+    tables = vocabulary_tables(VOCAB, banned_ids=(0, 1, 2), end_ids=(0,))
+    assert tables.ids_with_length.shape == (13, len(VOCAB))  # lengths 0..12, the longest word
+    assert {length: tensor_ids(row) for length, row in enumerate(tables.ids_with_length) if row.any()} == {
+        1: [7], 10: [10], 12: [11]}
+    short = vocabulary_tables(VOCAB[:8], banned_ids=(0, 1, 2))
+    assert short.ids_with_length.shape == (11, 8)  # at least lengths 0..10: a 0 is always spelled by 10 letters
+
+
+def test_digits_spelled_depend_on_the_rules():
+    tables = vocabulary_tables(VOCAB, banned_ids=(0, 1, 2), end_ids=(0,))
+    # words spell by their length ("thunderstorm": one digit, never allowed, under basic; "12" under standard)
+    assert tables.digits_spelled("basic").tolist() == [0] * 7 + [1, 0, 0, 1, 1]
+    assert tables.digits_spelled("standard").tolist() == [0] * 7 + [1, 0, 0, 1, 2]
+
+
+def test_tables_are_built_once_per_vocabulary_and_move_together():
+    assert vocabulary_tables(VOCAB, (0, 1, 2), (0,)) is vocabulary_tables(VOCAB, (0, 1, 2), (0,))
+    moved = vocabulary_tables(VOCAB, (0, 1, 2), (0,)).to("cpu")
+    assert all(getattr(moved, name).device == torch.device("cpu") for name in ("letters", "kind", "ids_with_length"))
+
+
+def test_tables_for_a_tokenizer_ban_its_special_tokens(tokenizer_dir):
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
+    tables = tables_for(tokenizer)
+    assert tables.size == len(tokenizer)
+    assert not tables.is_word[tokenizer.all_special_ids].any()
+    assert tensor_ids(tables.is_end) == [tokenizer.eos_token_id]
+    assert bool(tables.is_word[tokenizer.convert_tokens_to_ids(M + "lighthouse")])
