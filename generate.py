@@ -16,11 +16,12 @@ TOP_K = 50  # sample among the K likeliest words (0 = all)
 TOP_P = 0.95  # ... and among the fewest words covering this much probability (1.0 = all)
 NUM_SAMPLES = 1  # continuations per prompt
 SEED = 42  # same seed, same text
+THREADS = 0  # torch's CPU threads (0 = automatic: 1, fastest for a model this small; OMP_NUM_THREADS also sets it)
 
 import sys
 import time
 
-from lmkit.folders import load_model
+from lmkit.folders import load_model, use_cpu_threads
 from lmkit.settings import UserError, at_least, run_script, within
 from lmkit.text import detokenize, split_words, warn_unknown_words
 
@@ -74,7 +75,7 @@ def generate(model, tokenizer, prompts, config):
 
 def check_settings(config):
     at_least(config, 1, "MAX_NEW_TOKENS", "NUM_SAMPLES")
-    at_least(config, 0, "TEMPERATURE", "TOP_K")
+    at_least(config, 0, "TEMPERATURE", "TOP_K", "THREADS")
     within(config, "TOP_P", 0, 1, low_open=True)
 
 
@@ -84,6 +85,7 @@ def main(config):
     if not prompts:
         raise UserError("no prompts: give one with --prompt=... or several with --prompts=a|b")
     model, tokenizer = load_model(config.MODEL_DIR)
+    use_cpu_threads(config.THREADS, "generate", model.device.type)
     for prompt in prompts:
         warn_unknown_words(tokenizer, prompt)
 

@@ -32,6 +32,7 @@ MAX_GRAD_NORM = 1.0  # gradient clipping
 NUM_EPOCHS = 1.0  # passes over the training data
 MAX_STEPS = 0  # stop after this many steps instead (0 = use NUM_EPOCHS)
 EVAL_STEPS = 0  # evaluate and checkpoint every N steps (0 = five times per run)
+EVAL_BLOCKS = 128  # validation blocks per evaluation during training, spread over the set (0 = all); the last uses all
 SAVE_TOTAL_LIMIT = 3  # checkpoints kept in MODEL_DIR
 LOGGING_STEPS = 0  # log the training loss every N steps (0 = about 50 times per run)
 COMPILE = False  # torch.compile the model (faster on a GPU after a minute of compiling)
@@ -40,6 +41,7 @@ LOSS_CHUNK_SIZE = 0  # tokens per chunk of that loss (0 = 512 on a CPU, 2048 on 
 NUM_PROC = 0  # processes for tokenizing (0 = one per CPU core for large data, else 1)
 DATALOADER_WORKERS = -1  # processes reading batches ahead (-1 = 4 on a GPU, so it never waits; 0 on a CPU)
 SEED = 42  # same seed, same data order and initial weights
+THREADS = 0  # torch's CPU threads (0 = automatic, see lmkit/folders.py's cpu_threads; OMP_NUM_THREADS also sets it)
 NGRAM_STORIES = 50_000  # stories whose word n-grams and marks go to ngrams.pt, pilish_generate's prior (0 = none)
 OVERWRITE = False  # start afresh over a model or checkpoints in MODEL_DIR made with another tokenizer or settings
 
@@ -52,7 +54,7 @@ import time
 from pathlib import Path
 
 from lmkit import training
-from lmkit.folders import (load_tokenizer, peak_memory, pick_device, read_run_record, run_record,
+from lmkit.folders import (load_tokenizer, peak_memory, pick_device, read_run_record, run_record, use_cpu_threads,
                            vocabulary_fingerprint, write_run_record)
 from lmkit.settings import UserError, at_least, check_writable, run_script, within
 from lmkit.text import EOT, PAD
@@ -62,7 +64,8 @@ def check_settings(config):
     """Every setting's range, before any work (the libraries would fail later, or worse, not at all)."""
     at_least(config, 1, "N_LAYER", "N_HEAD", "N_EMBD", "BATCH_SIZE", "GRADIENT_ACCUMULATION", "SAVE_TOTAL_LIMIT")
     at_least(config, 2, "CONTEXT_LENGTH")  # a block of one token has nothing to predict: the loss is NaN
-    at_least(config, 0, "MAX_STEPS", "EVAL_STEPS", "LOGGING_STEPS", "NUM_PROC", "NGRAM_STORIES", "LOSS_CHUNK_SIZE")
+    at_least(config, 0, "MAX_STEPS", "EVAL_STEPS", "EVAL_BLOCKS", "LOGGING_STEPS", "NUM_PROC", "NGRAM_STORIES", "LOSS_CHUNK_SIZE",
+             "THREADS")
     at_least(config, -1, "DATALOADER_WORKERS")
     if config.N_EMBD % config.N_HEAD:
         raise UserError(f"N_EMBD ({config.N_EMBD}) must be a multiple of N_HEAD ({config.N_HEAD})")
@@ -135,6 +138,7 @@ def main(config):
     record = run_record(settings_of(config), fingerprint)
     set_seed(config.SEED)
     device = pick_device()
+    threads = use_cpu_threads(config.THREADS, "train", device)
     workers = config.DATALOADER_WORKERS if config.DATALOADER_WORKERS >= 0 else (4 if device == "cuda" else 0)
     args = training.training_arguments(
         config.MODEL_DIR, device=device, batch_size=config.BATCH_SIZE, learning_rate=config.LEARNING_RATE,
@@ -171,13 +175,15 @@ def main(config):
         from lmkit.lm_loss import default_chunk_size, use_chunked_loss
         use_chunked_loss(model, config.LOSS_CHUNK_SIZE or default_chunk_size(device))
     total, non_embedding = training.count_parameters(model)
+    eval_blocks = training.spread_subset(valid_blocks, config.EVAL_BLOCKS)
     log(f"data: {len(train_blocks):,} training blocks and {len(valid_blocks):,} validation blocks of "
         f"{config.CONTEXT_LENGTH} tokens (tokenized in {tokenize_seconds:.1f} s)")
     log(f"model: {total / 1e6:.2f}M parameters, {non_embedding / 1e6:.2f}M outside the embeddings; "
         f"vocabulary {len(tokenizer):,}" + ("" if len(tokenizer) >= 30000 else
         " (smaller than the default 30k, so the model is too)"))
     precision = training.precision(device)
-    log(f"device: {device} x {world_size}, {precision}; {total_steps:,} steps of {block_tokens:,} tokens")
+    log(f"device: {device} x {world_size}, {precision}{'; ' + threads if threads else ''}; {total_steps:,} steps of "
+        f"{block_tokens:,} tokens")
 
     if checkpoint:
         before = (read_run_record(checkpoint) or {}).get("settings", {})
@@ -190,7 +196,10 @@ def main(config):
             log(f"settings that differ from the checkpoint's (this run uses the new ones): {', '.join(changed)}")
 
     guard = training.make_guard_callback(record)
-    trainer = Trainer(model=model, args=args, train_dataset=train_blocks, eval_dataset=valid_blocks,
+    log(f"evaluation: {len(eval_blocks):,} of the {len(valid_blocks):,} validation blocks at each checkpoint, "
+        f"all of them at the end" if len(eval_blocks) < len(valid_blocks) else
+        f"evaluation: all {len(valid_blocks):,} validation blocks at each checkpoint and at the end")
+    trainer = Trainer(model=model, args=args, train_dataset=train_blocks, eval_dataset=eval_blocks,
                       data_collator=training.collate_blocks, processing_class=tokenizer, callbacks=[guard])
 
     def on_interrupt(signum, frame):
@@ -216,7 +225,7 @@ def main(config):
         log(f"stopped at step {trainer.state.global_step}; run the same command to resume")
         sys.exit(130)
 
-    evaluation = trainer.evaluate()  # every rank takes part; then rank 0 alone writes
+    evaluation = trainer.evaluate(valid_blocks)  # the whole set; every rank takes part, then rank 0 alone writes
     if not math.isfinite(evaluation["eval_loss"]):  # never replace a model with broken weights
         raise UserError(f"the validation loss is {evaluation['eval_loss']}; nothing was saved. Lower "
                         f"LEARNING_RATE (now {config.LEARNING_RATE}) and run again")

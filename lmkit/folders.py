@@ -4,12 +4,17 @@ record beside each model, the tokenizer's fingerprint, and which device to run o
 
 import hashlib
 import json
+import os
 import sys
 from pathlib import Path
 
 from lmkit.settings import UserError, first_line
 
 RUN_RECORD = "training_run.json"  # train_model.py's settings and tokenizer fingerprint, beside each model
+# What the user sets to choose torch's CPU threads; any of them set means the policy below stands aside.
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")
+# CPU threads per kind of work when the user chose none (see `cpu_threads`)
+AUTOMATIC_THREADS = {"generate": 1, "train": 1}
 
 
 def pick_device():
@@ -19,6 +24,35 @@ def pick_device():
     if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
         return "mps"
     return "cpu"
+
+
+def cpu_threads(setting, work, environ=os.environ):
+    """(torch threads for `work` on the CPU, or None to leave torch's own choice; why, for the log).
+
+    `setting` > 0 is the user's THREADS; OMP_NUM_THREADS or MKL_NUM_THREADS set means the user chose
+    through the environment, which torch already follows. Otherwise one thread: this project's models
+    are so small that a matrix product split between threads spends more on hand-offs than it saves,
+    and when other programs keep the cores busy each hand-off waits for a descheduled thread (a tiny
+    model ran up to 10x slower with torch's default of one thread per core than with one thread).
+    """
+    if setting > 0:
+        return setting, f"THREADS={setting}"
+    chosen = [name for name in THREAD_VARIABLES if environ.get(name, "").strip()]
+    if chosen:
+        return None, f"{chosen[0]}={environ[chosen[0]].strip()}"
+    threads = AUTOMATIC_THREADS[work]
+    return threads, f"automatic: {threads} for {work} on a CPU (THREADS=N to choose)"
+
+
+def use_cpu_threads(setting, work, device):
+    """Apply `cpu_threads` to torch when the work runs on the CPU; the log line that says so, or ""."""
+    if device != "cpu":
+        return ""
+    import torch
+    threads, why = cpu_threads(setting, work)
+    if threads is not None:
+        torch.set_num_threads(threads)
+    return f"CPU threads: {torch.get_num_threads()} ({why})"
 
 
 def _check_json_files(folder, names, remedy):

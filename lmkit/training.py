@@ -18,7 +18,8 @@ ARCHITECTURE_SETTINGS = ("CONTEXT_LENGTH", "N_EMBD", "N_LAYER", "N_HEAD")
 # train_model.py settings that change nothing in the trained weights: a finished model trained with
 # other values of these may be trained again over itself
 HARMLESS_SETTINGS = ("MODEL_DIR", "TOKENIZER_DIR", "OVERWRITE", "NUM_PROC", "DATALOADER_WORKERS", "COMPILE",
-                     "SAVE_TOTAL_LIMIT", "LOGGING_STEPS", "EVAL_STEPS", "NGRAM_STORIES", "FUSED_LOSS", "LOSS_CHUNK_SIZE")
+                     "SAVE_TOTAL_LIMIT", "LOGGING_STEPS", "EVAL_STEPS", "EVAL_BLOCKS", "NGRAM_STORIES", "FUSED_LOSS", "LOSS_CHUNK_SIZE",
+                     "THREADS")
 CHECKPOINT_RE = re.compile(r"^checkpoint-(\d+)$")
 
 
@@ -60,6 +61,14 @@ def tokenize_and_pack(dataset, tokenizer, context_length, num_proc):
                          desc="tokenizing")
     blocks = tokens.map(pack, batched=True, num_proc=num_proc, desc=f"packing into blocks of {context_length}")
     return blocks.with_format("torch")
+
+
+def spread_subset(blocks, count):
+    """`count` of the blocks, evenly spread over them (all of them for 0 or more than there are): an
+    evaluation of a bounded cost that still sees every part of the set."""
+    if not 0 < count < len(blocks):
+        return blocks
+    return blocks.select([index * len(blocks) // count for index in range(count)])
 
 
 def collate_blocks(rows):
