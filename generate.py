@@ -16,13 +16,13 @@ TOP_K = 50  # sample among the K likeliest words (0 = all)
 TOP_P = 0.95  # ... and among the fewest words covering this much probability (1.0 = all)
 NUM_SAMPLES = 1  # continuations per prompt
 SEED = 42  # same seed, same text
-THREADS = 0  # torch's CPU threads (0 = automatic: 1, fastest for a model this small; OMP_NUM_THREADS also sets it)
+THREADS = 0  # torch's CPU threads (0 = automatic: one per core that other programs leave idle; OMP_NUM_THREADS also sets it)
 
 import sys
 import time
 
 from lmkit.folders import load_model, use_cpu_threads
-from lmkit.settings import UserError, at_least, run_script, within
+from lmkit.settings import UserError, at_least, next_command, run_script, within
 from lmkit.text import detokenize, split_words, warn_unknown_words
 
 BOLD, PLAIN = "\033[1m", "\033[0m"
@@ -43,7 +43,8 @@ def format_sample(prompt_text, full_text, bold):
 
 
 def generate(model, tokenizer, prompts, config):
-    """A list (one per prompt) of lists (one per sample) of (prompt text, full text); and tokens made."""
+    """A list (one per prompt) of lists (one per sample) of (the prompt as typed, it and its continuation);
+    and the tokens made."""
     from transformers import set_seed
     set_seed(config.SEED)
     batch = encode_prompts(tokenizer, prompts, model.device)
@@ -67,9 +68,13 @@ def generate(model, tokenizer, prompts, config):
         new_tokens += len(continuation)
         if index % config.NUM_SAMPLES == 0:
             results.append([])
-        prompt_words = split_words(tokenizer, prompts[index // config.NUM_SAMPLES])[0]
-        results[-1].append((detokenize(tokenizer, [], prompt_words),
-                            detokenize(tokenizer, continuation, prompt_words)))
+        prompt = prompts[index // config.NUM_SAMPLES]
+        prompt_words = split_words(tokenizer, prompt)[0]
+        # the prompt as the user typed it (the vocabulary may be lowercase), then what the model wrote,
+        # spaced as the decoder spaces it after the prompt's last word
+        prompt_shown = len(detokenize(tokenizer, [], prompt_words))
+        continuation_text = detokenize(tokenizer, continuation, prompt_words)[prompt_shown:]
+        results[-1].append((prompt.strip(), prompt.strip() + continuation_text))
     return results, new_tokens
 
 
@@ -85,7 +90,7 @@ def main(config):
     if not prompts:
         raise UserError("no prompts: give one with --prompt=... or several with --prompts=a|b")
     model, tokenizer = load_model(config.MODEL_DIR)
-    use_cpu_threads(config.THREADS, "generate", model.device.type)
+    use_cpu_threads(config.THREADS, model.device.type)
     for prompt in prompts:
         warn_unknown_words(tokenizer, prompt)
 
@@ -98,8 +103,8 @@ def main(config):
             label = f"[{number}] " if config.NUM_SAMPLES > 1 else ""
             print(label + format_sample(prompt_text, full_text, bold))
         print()
-    print(f"{new_tokens} tokens in {seconds:.1f} s ({new_tokens / seconds:,.0f} tokens/s) on {model.device.type}",
-          file=sys.stderr)
+    print(f"{new_tokens} tokens in {seconds:.1f} s ({new_tokens / seconds:,.0f} tokens/s) on {model.device.type} -- "
+          f"next: " + next_command("pilish_generate.py", MODEL_DIR=(config.MODEL_DIR, "model")), file=sys.stderr)
 
 
 if __name__ == "__main__":

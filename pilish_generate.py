@@ -40,7 +40,7 @@ SHOW_DIGITS = False  # print each word's letter count under it
 OUTPUT_FILE = ""  # also write the plain texts here, one per line
 CHECK_FILE = ""  # only verify this file's lines (one text each) against DIGITS and RULES
 CONTEXT_LENGTH = 0  # tokens of context the model sees (0 = all it was trained on); longer texts slide
-THREADS = 0  # torch's CPU threads (0 = automatic: 1, fastest for a model this small; OMP_NUM_THREADS also sets it)
+THREADS = 0  # torch's CPU threads (0 = automatic: one per core that other programs leave idle; OMP_NUM_THREADS also sets it)
 
 import sys
 import time
@@ -131,7 +131,7 @@ def main(config):
     options = WriteOptions.from_settings(config)  # a bad DECODING or NUM_BEAMS is an error before the model loads
 
     model, tokenizer = load_model(config.MODEL_DIR)
-    use_cpu_threads(config.THREADS, "generate", model.device.type)
+    use_cpu_threads(config.THREADS, model.device.type)
     check_prompt(tokenizer, config.PROMPT, digits, config.RULES)  # before any warning about its words
     warn_unknown_words(tokenizer, f"{config.TOPIC} {config.PROMPT}")
     prior = config.BIGRAM_BONUS or config.TRIGRAM_BONUS or config.MARK_BONUS

@@ -41,7 +41,7 @@ LOSS_CHUNK_SIZE = 0  # tokens per chunk of that loss (0 = 512 on a CPU, 2048 on 
 NUM_PROC = 0  # processes for tokenizing (0 = one per CPU core for large data, else 1)
 DATALOADER_WORKERS = -1  # processes reading batches ahead (-1 = 4 on a GPU, so it never waits; 0 on a CPU)
 SEED = 42  # same seed, same data order and initial weights
-THREADS = 0  # torch's CPU threads (0 = automatic, see lmkit/folders.py's cpu_threads; OMP_NUM_THREADS also sets it)
+THREADS = 0  # torch's CPU threads (0 = automatic: one per core other programs leave idle, checked as it runs)
 NGRAM_STORIES = 50_000  # stories whose word n-grams and marks go to ngrams.pt, pilish_generate's prior (0 = none)
 OVERWRITE = False  # start afresh over a model or checkpoints in MODEL_DIR made with another tokenizer or settings
 
@@ -53,10 +53,10 @@ import sys
 import time
 from pathlib import Path
 
-from lmkit import training
+from lmkit import publish, training
 from lmkit.folders import (load_tokenizer, peak_memory, pick_device, read_run_record, run_record, use_cpu_threads,
                            vocabulary_fingerprint, write_run_record)
-from lmkit.settings import UserError, at_least, check_writable, run_script, within
+from lmkit.settings import UserError, at_least, check_writable, next_command, run_script, within
 from lmkit.text import EOT, PAD
 
 
@@ -138,7 +138,7 @@ def main(config):
     record = run_record(settings_of(config), fingerprint)
     set_seed(config.SEED)
     device = pick_device()
-    threads = use_cpu_threads(config.THREADS, "train", device)
+    threads = use_cpu_threads(config.THREADS, device)
     workers = config.DATALOADER_WORKERS if config.DATALOADER_WORKERS >= 0 else (4 if device == "cuda" else 0)
     args = training.training_arguments(
         config.MODEL_DIR, device=device, batch_size=config.BATCH_SIZE, learning_rate=config.LEARNING_RATE,
@@ -199,8 +199,9 @@ def main(config):
     log(f"evaluation: {len(eval_blocks):,} of the {len(valid_blocks):,} validation blocks at each checkpoint, "
         f"all of them at the end" if len(eval_blocks) < len(valid_blocks) else
         f"evaluation: all {len(valid_blocks):,} validation blocks at each checkpoint and at the end")
+    callbacks = [guard] + ([training.make_thread_callback()] if "automatic" in threads else [])
     trainer = Trainer(model=model, args=args, train_dataset=train_blocks, eval_dataset=eval_blocks,
-                      data_collator=training.collate_blocks, processing_class=tokenizer, callbacks=[guard])
+                      data_collator=training.collate_blocks, processing_class=tokenizer, callbacks=callbacks)
 
     def on_interrupt(signum, frame):
         if guard.interrupted:  # a second Ctrl-C stops at once
@@ -230,6 +231,8 @@ def main(config):
         raise UserError(f"the validation loss is {evaluation['eval_loss']}; nothing was saved. Lower "
                         f"LEARNING_RATE (now {config.LEARNING_RATE}) and run again")
     trainer.model.config.use_cache = True  # training switched the KV cache off; generation wants it
+    tokenizer.model_max_length = config.CONTEXT_LENGTH  # pipeline's handle_long_generation reads it
+    tokenizer.truncation_side = tokenizer.init_kwargs["truncation_side"] = "left"  # a cut prompt keeps its end
     trainer.save_model(config.MODEL_DIR)
     if not trainer.is_world_process_zero():
         return
@@ -253,11 +256,26 @@ def main(config):
         stories = train_stories.select(range(min(config.NGRAM_STORIES, len(train_stories))))["text"]
         save_ngrams(config.MODEL_DIR, ngram_table(tokenizer, stories))
     training.plot_loss_curve(trainer.state.log_history, Path(config.MODEL_DIR, "loss_curve.png"))
+    write_card(config, trainer.model, tokenizer, metrics, len(valid_blocks))
     log(f"validation loss {evaluation['eval_loss']:.3f} (perplexity {math.exp(evaluation['eval_loss']):.1f}); "
         f"{metrics['tokens_per_second'] or 0:,.0f} tokens/s over {wall_seconds:.0f} s; peak {peak_of} "
         f"{(peak_bytes or 0) / 2**30:.2f} GiB")
-    log(f"saved model, tokenizer, metrics.json, loss_curve.png{' and ngrams.pt' * (config.NGRAM_STORIES > 0)} to {config.MODEL_DIR}/ -- "
-        f"next: python generate.py --model_dir={config.MODEL_DIR}")
+    log(f"saved model, tokenizer, model card (README.md), metrics.json, loss_curve.png"
+        f"{' and ngrams.pt' * (config.NGRAM_STORIES > 0)} to {config.MODEL_DIR}/ -- next: "
+        + next_command("generate.py", MODEL_DIR=(config.MODEL_DIR, "model")))
+
+
+def write_card(config, model, tokenizer, metrics, valid_blocks):
+    """MODEL_DIR/README.md, the model card, and the .gitignore that keeps checkpoints out of a push."""
+    prompt = "once upon a time"
+    card = publish.model_card(
+        name=Path(config.MODEL_DIR).name, dataset=config.DATASET, settings=settings_of(config),
+        parameters=metrics["parameters"], non_embedding=metrics["non_embedding_parameters"],
+        vocabulary=len(tokenizer), steps=metrics["steps"], tokens_seen=metrics["tokens_seen"],
+        valid_loss=metrics["valid_loss"], valid_blocks=valid_blocks, sample_prompt=prompt,
+        sample=publish.greedy_sample(model, tokenizer, prompt))
+    Path(config.MODEL_DIR, publish.CARD).write_text(card, encoding="utf-8")
+    publish.write_ignore_file(config.MODEL_DIR)
 
 
 def leave_process_group():

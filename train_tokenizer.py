@@ -21,9 +21,9 @@ OVERWRITE = False  # replace a different tokenizer in TOKENIZER_DIR, or write in
 import time
 from pathlib import Path
 
-from lmkit.data import load_stories
+from lmkit.data import HUB_DATASET, load_stories
 from lmkit.folders import tokenizer_fingerprint, vocabulary_fingerprint
-from lmkit.settings import UserError, at_least, check_writable, run_script, within
+from lmkit.settings import UserError, at_least, check_writable, next_command, run_script, within
 from lmkit.text import SPECIAL_TOKENS
 from lmkit.tokenizer import build_tokenizer, unk_rate, wrap_for_transformers
 
@@ -84,7 +84,8 @@ def main(config):
     example = 'Lily\'s mom said, "Don\'t go!"'
     tokens = tokenizer.encode(example).tokens
     print(f"example: {example} -> {' '.join(tokens)} -> {tokenizer.decoder.decode(tokens).lstrip()}")
-    print(f"saved to {config.TOKENIZER_DIR}/ -- next: python train_model.py --tokenizer_dir={config.TOKENIZER_DIR}")
+    print(f"saved to {config.TOKENIZER_DIR}/ -- next: " + next_command(
+        "train_model.py", DATASET=(config.DATASET, HUB_DATASET), TOKENIZER_DIR=(config.TOKENIZER_DIR, "tokenizer")))
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ from urllib.parse import urlparse
 from lmkit.settings import UserError, first_line
 from lmkit.text import EOT
 
+HUB_DATASET = "roneneldan/TinyStories"  # the scripts' default DATASET
 LOCAL_FORMATS = {".txt": "text", ".json": "json", ".jsonl": "json", ".parquet": "parquet"}
 GZIP_FORMATS = {"text", "json"}  # also read gzipped (stories.txt.gz), as downloads often come
 

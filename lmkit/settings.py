@@ -167,6 +167,14 @@ def check_writable(path, what, folder=True):
 
 
 
+def next_command(script, **settings):
+    """'python SCRIPT --name=value ...' for the settings given as NAME=(value, default) whose value is
+    not the default: the hint a script ends with carries the options the user passed."""
+    import shlex
+    options = [f"--{name.lower()}={value}" for name, (value, default) in settings.items() if value != default]
+    return shlex.join(["python", script, *options])
+
+
 def first_line(error):
     """The first line of an error's message, for a one-line report of a library's long error."""
     if isinstance(error, KeyError):  # its message is only the key

@@ -280,6 +280,33 @@ def weights_are_finite(model):
     return all(bool(torch.isfinite(parameter).all()) for parameter in model.parameters())
 
 
+def make_thread_callback(every_seconds=20.0):
+    """A TrainerCallback that applies the automatic thread policy (lmkit.folders.threads_for) again
+    every `every_seconds` of training on a CPU: a program that starts beside a long run takes a
+    thread away, and one that ends gives it back."""
+    import time
+
+    import torch
+    from transformers import TrainerCallback
+
+    from lmkit.folders import IdleCores, threads_for
+
+    class ThreadWatch(TrainerCallback):
+        monitor, last = None, 0.0
+
+        def on_train_begin(self, args, state, control, **kwargs):
+            self.monitor, self.last = IdleCores(), time.monotonic()
+
+        def on_step_end(self, args, state, control, **kwargs):
+            if self.monitor is not None and time.monotonic() - self.last >= every_seconds:
+                threads = threads_for(self.monitor.look())
+                if threads != torch.get_num_threads():
+                    torch.set_num_threads(threads)
+                self.last = time.monotonic()
+
+    return ThreadWatch()
+
+
 def make_guard_callback(run_record=None):
     """Stops cleanly on Ctrl-C (after saving a checkpoint) and on a non-finite loss or weight
     (without saving); on resuming, applies the learning rate now set (see `apply_new_schedule`);

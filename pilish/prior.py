@@ -168,7 +168,9 @@ def ngram_table(tokenizer, stories, min_count: int = 1) -> dict:
     unk = tokenizer.unk_token_id
     stories = list(stories)
     for start in range(0, len(stories), 1000):
-        for ids in tokenizer(stories[start:start + 1000], add_special_tokens=False)["input_ids"]:
+        # the Rust tokenizer itself: no warning about stories longer than the model's context
+        batch = tokenizer.backend_tokenizer.encode_batch(stories[start:start + 1000], add_special_tokens=False)
+        for ids in (encoding.ids for encoding in batch):
             words = [t for t in ids if is_word[t] and t != unk]
             counts[2].update(a * size + b for a, b in zip(words, words[1:]))
             counts[3].update((a * size + b) * size + c for a, b, c in zip(words, words[1:], words[2:]))

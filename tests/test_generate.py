@@ -167,3 +167,45 @@ def test_a_prompt_as_long_as_the_context_is_an_error(model_dir):
 def test_no_prompts_is_an_error(tmp_path):
     with pytest.raises(UserError, match="no prompts"):
         run_main(generate, [f"--model_dir={tmp_path}", "--prompts=[]"])
+
+
+def test_the_prompt_is_printed_as_typed_and_the_continuation_spaced_after_it(model_dir, capsys):
+    typed = 'Lily said, "Let\'s play with the Ball!" Then Tom'
+    run_main(generate, [f"--model_dir={model_dir}", f"--prompt={typed}", "--max_new_tokens=8", "--seed=3"])
+    out = capsys.readouterr().out.strip()
+    assert out.startswith(typed) and out[len(typed):].strip()  # the vocabulary is lowercase; the echo is not
+    model, tokenizer = load_model(model_dir)
+    lowered = settings(model_dir, f"--prompt={typed}", "--max_new_tokens=8", "--seed=3")
+    prompt_text, full_text = generate.generate(model, tokenizer, [typed], lowered)[0][0][0]
+    assert prompt_text == typed and full_text == out
+    # after an opening quote the first new word is glued to it, as the decoder glues it in a whole text
+    _, quoted = generate.generate(model, tokenizer, ['Tom said, "'], settings(model_dir, "--max_new_tokens=4"))[0][0][0]
+    assert quoted.startswith('Tom said, "') and quoted[len('Tom said, "')].isalpha()
+
+
+def test_pipeline_keeps_the_end_of_a_prompt_longer_than_the_context(model_dir):
+    """The saved tokenizer knows the model's context, so pipeline's handle_long_generation="hole" works
+    (without it GPT-2 has no positions past its context: an IndexError)."""
+    from transformers import AutoTokenizer
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    model, _ = load_model(model_dir)
+    assert tokenizer.model_max_length == model.config.n_positions == 32
+    assert tokenizer.truncation_side == "left"
+    generator = pipeline("text-generation", model=model, tokenizer=tokenizer)
+    prompt = "the cat sat in the park and the dog ran to the tree . " * 6  # far past 32 tokens
+    text = generator(prompt, max_new_tokens=5, do_sample=False, handle_long_generation="hole")[0]["generated_text"]
+    assert text.startswith(prompt) and len(text) > len(prompt)
+    with pytest.raises(IndexError):  # what the hole is for
+        generator(prompt, max_new_tokens=5, do_sample=False)
+
+
+def test_pipeline_after_an_opening_quote_writes_words_with_the_documented_space(model_dir):
+    model, tokenizer = load_model(model_dir)
+    vocabulary = {token_text(token) for token in tokenizer.get_vocab()}
+    generator = pipeline("text-generation", model=model, tokenizer=tokenizer)
+    prompt = 'Lily said, "'
+    text = generator(prompt, max_new_tokens=6, do_sample=False)[0]["generated_text"]
+    continuation = text[len(prompt):]
+    assert text.startswith(prompt) and continuation.startswith(" ")  # new words decoded alone (README)
+    words = re.findall(r"[a-z]+(?:'[a-z]+)*", continuation)
+    assert words and all(word in vocabulary for word in words)

@@ -2,6 +2,7 @@
 several processes and Ctrl-C. Refused runs that would lose a model are in test_guards.py."""
 
 import json
+import re
 import math
 import os
 import signal
@@ -37,6 +38,20 @@ def test_loss_falls_and_run_is_recorded(model_dir):
     assert metrics["valid_loss"] == evals[-1] and metrics["valid_perplexity"] == pytest.approx(math.exp(evals[-1]))
     assert metrics["train_loss"] == pytest.approx(sum(losses) / len(losses), rel=0.2)  # the mean over the run
     assert (model_dir / "loss_curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_evaluation_during_training_is_bounded_and_the_last_is_whole(corpus_file, tokenizer_dir, tmp_path, capsys):
+    model_dir = tmp_path / "model"
+    train(corpus_file, tokenizer_dir, model_dir, "--max_steps=4", "--eval_steps=2", "--eval_blocks=3")
+    out = capsys.readouterr().out
+    blocks = int(re.search(r"and ([\d,]+) validation blocks", out).group(1).replace(",", ""))
+    assert f"evaluation: 3 of the {blocks:,} validation blocks at each checkpoint, all of them at the end" in out
+    history = json.loads((model_dir / "metrics.json").read_text())["log_history"]
+    evals = [row for row in history if "eval_loss" in row]
+    assert len(evals) == 3  # steps 2 and 4 on 3 blocks, then the whole set, all with the step-4 weights last
+    assert evals[1]["step"] == evals[2]["step"] == 4 and evals[1]["eval_loss"] != evals[2]["eval_loss"]
+    assert json.loads((model_dir / "metrics.json").read_text())["valid_loss"] == evals[2]["eval_loss"]
+    assert out.rstrip().endswith(f"next: python generate.py --model_dir={model_dir}")
 
 
 def test_saved_folder_loads_through_the_auto_classes_and_pipeline(model_dir):
@@ -150,7 +165,7 @@ def test_every_setting_reaches_the_trainer_and_the_model(corpus_file, tokenizer_
             "--batch_size=5", "--gradient_accumulation=3", "--learning_rate=0.0123", "--warmup=0.07",
             "--weight_decay=0.031", "--max_grad_norm=0.7", "--num_epochs=2.5", "--max_steps=17",
             "--eval_steps=6", "--save_total_limit=2", "--logging_steps=4", "--compile=true", "--num_proc=1",
-            "--dataloader_workers=2", "--seed=123", "--valid_fraction=0.25"])
+            "--dataloader_workers=2", "--seed=123", "--valid_fraction=0.25", "--eval_blocks=7", "--threads=2"])
     args, config = seen["args"], seen["model"].config
     assert (config.n_positions, config.n_layer, config.n_head, config.n_embd) == (24, 3, 4, 40)
     assert config.resid_pdrop == config.embd_pdrop == config.attn_pdrop == 0.15
@@ -163,6 +178,8 @@ def test_every_setting_reaches_the_trainer_and_the_model(corpus_file, tokenizer_
     assert seen["splits"] == (str(corpus_file), "", 0.25, 123) and seen["num_proc"] == 1
     assert len(seen["train"][0]["input_ids"]) == 24
     assert len(seen["valid"]) < len(seen["train"]) / 2  # a quarter of the stories, held out
+    assert len(seen["valid"]) == 7 and torch.get_num_threads() == 2  # evaluated during training: EVAL_BLOCKS
+    torch.set_num_threads(1)
     seen.clear()
     with pytest.raises(Captured):  # the defaults: no compiling; loader processes only where a GPU waits
         run_main(train_model, [f"--dataset={corpus_file}", f"--tokenizer_dir={tokenizer_dir}",

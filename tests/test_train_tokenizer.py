@@ -44,6 +44,15 @@ def test_training_prints_what_users_want(corpus_file, tmp_path, capsys):
     assert len(AutoTokenizer.from_pretrained(tmp_path)) == 60
     assert (f'example: Lily\'s mom said, "Don\'t go!" -> {M}lily\'s {M}mom {M}said , {M}" {M}don\'t {M}go ! " '
             '-> lily\'s mom said, "don\'t go!"\n') in out
+    # the next command carries the options this one was given
+    assert out.rstrip().endswith(f"next: python train_model.py --dataset={corpus_file} --tokenizer_dir={tmp_path}")
+
+
+def test_next_command_names_only_what_differs_from_the_default(corpus_file, tmp_path, capsys):
+    from lmkit.settings import next_command
+    assert next_command("x.py", DATASET=("roneneldan/TinyStories", "roneneldan/TinyStories"),
+                        TOKENIZER_DIR=("tokenizer", "tokenizer")) == "python x.py"
+    assert next_command("x.py", MODEL_DIR=("my model", "model")) == "python x.py '--model_dir=my model'"
 
 
 @pytest.mark.parametrize("arg, message", [("--vocab_size=2", "VOCAB_SIZE"), ("--vocab_size=3", "VOCAB_SIZE"),

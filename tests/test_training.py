@@ -104,3 +104,11 @@ def test_load_splits_needs_two_stories_to_hold_one_out(tmp_path):
     data = corpus.write_txt(tmp_path / "one.txt", ["Only one story."])
     with pytest.raises(ValueError, match="too few stories"):
         training.load_splits(str(data), "", valid_fraction=0.5)
+
+
+def test_spread_subset_takes_evenly_spaced_blocks_or_all():
+    from datasets import Dataset
+    blocks = Dataset.from_dict({"input_ids": [[i] for i in range(10)]})
+    assert [row[0] for row in training.spread_subset(blocks, 4)["input_ids"]] == [0, 2, 5, 7]
+    assert training.spread_subset(blocks, 0) is blocks and training.spread_subset(blocks, 10) is blocks
+    assert training.spread_subset(blocks, 25) is blocks
