@@ -16,7 +16,7 @@ TOP_K = 50  # sample among the K likeliest words (0 = all)
 TOP_P = 0.95  # ... and among the fewest words covering this much probability (1.0 = all)
 NUM_SAMPLES = 1  # continuations per prompt
 SEED = 42  # same seed, same text
-THREADS = 0  # torch's CPU threads (0 = automatic: one per core that other programs leave idle; OMP_NUM_THREADS also sets it)
+THREADS = 0  # torch's CPU threads (0 = one per core other programs leave idle; OMP_NUM_THREADS also sets it)
 
 import sys
 import time

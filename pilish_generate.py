@@ -40,13 +40,14 @@ SHOW_DIGITS = False  # print each word's letter count under it
 OUTPUT_FILE = ""  # also write the plain texts here, one per line
 CHECK_FILE = ""  # only verify this file's lines (one text each) against DIGITS and RULES
 CONTEXT_LENGTH = 0  # tokens of context the model sees (0 = all it was trained on); longer texts slide
-THREADS = 0  # torch's CPU threads (0 = automatic: one per core that other programs leave idle; OMP_NUM_THREADS also sets it)
+THREADS = 0  # torch's CPU threads (0 = one per core other programs leave idle; OMP_NUM_THREADS also sets it)
 
 import sys
 import time
 
 from lmkit.data import check_text_file
-from lmkit.folders import load_model, use_cpu_threads
+from lmkit.files import write_text
+from lmkit.folders import check_not_a_saved_file, load_model, use_cpu_threads
 from lmkit.scoring import nll_per_word
 from lmkit.settings import UserError, at_least, check_writable, run_script, within
 from lmkit.text import warn_unknown_words
@@ -113,6 +114,7 @@ def check_settings(config):
         raise UserError(f"TEMPERATURE must be above 0 for DECODING=sample, not {config.TEMPERATURE}")
     within(config, "TOP_P", 0, 1, low_open=True)
     if config.OUTPUT_FILE:  # before the model writes for minutes
+        check_not_a_saved_file(config.OUTPUT_FILE, "OUTPUT_FILE")
         check_writable(config.OUTPUT_FILE, "OUTPUT_FILE", folder=False)
 
 
@@ -141,7 +143,8 @@ def main(config):
               file=sys.stderr)
     elif config.MARK_BONUS and "marks" not in ngrams:
         print(f"note: {config.MODEL_DIR}/{NGRAMS_FILE} predates MARK_BONUS (it has no marks), so no mark "
-              "prior; run the same train_model.py command again: it trains no further and saves a new one",
+              "prior; delete it and run the same train_model.py command again: it trains no further and writes "
+              "a new one",
               file=sys.stderr)
     name = digits_name(config.DIGITS)
     texts = []
@@ -165,8 +168,7 @@ def main(config):
               f"({words / seconds:.1f} words/s, {config.DECODING}, {model.device.type})", file=sys.stderr)
         print()
     if config.OUTPUT_FILE:
-        with open(config.OUTPUT_FILE, "w", encoding="utf-8") as handle:
-            handle.write("\n".join(texts) + "\n")
+        write_text(config.OUTPUT_FILE, "\n".join(texts) + "\n")  # whole or not at all
         print(f"wrote {len(texts)} text{'s' * (len(texts) > 1)} to {config.OUTPUT_FILE}", file=sys.stderr)
 
 

@@ -6,11 +6,13 @@
     torchrun --nproc_per_node=4 train_model.py                   # 4 GPUs on one machine
     torchrun --nnodes=2 --node_rank=0 --nproc_per_node=8 --master_addr=HOST --master_port=29500 train_model.py
 
-Re-running the same command resumes from the last complete checkpoint in MODEL_DIR, with the
-LEARNING_RATE and schedule now set; Ctrl-C saves one and stops (exit status 130). A MODEL_DIR that
+Re-running the same command resumes an unfinished run from the last complete checkpoint in
+MODEL_DIR, with the LEARNING_RATE and schedule now set, and leaves a finished one as it is (raise
+MAX_STEPS to train further); Ctrl-C saves a checkpoint and stops (exit status 130). A MODEL_DIR that
 holds a model or checkpoints made with another tokenizer or other settings is refused unless
---overwrite=true. MODEL_DIR ends up with the model, the tokenizer, metrics.json and loss_curve.png,
-loadable with AutoModelForCausalLM / AutoTokenizer / pipeline("text-generation").
+--overwrite=true. MODEL_DIR ends up with the model, the tokenizer, a model card (README.md),
+metrics.json and loss_curve.png, loadable with AutoModelForCausalLM / AutoTokenizer /
+pipeline("text-generation").
 """
 
 DATASET = "roneneldan/TinyStories"  # hub name, "sample" (bundled), or a local .txt/.txt.gz/.jsonl/... file or folder
@@ -48,12 +50,14 @@ OVERWRITE = False  # start afresh over a model or checkpoints in MODEL_DIR made 
 import json
 import math
 import os
+import shutil
 import signal
 import sys
 import time
 from pathlib import Path
 
-from lmkit import publish, training
+from lmkit import files, publish, training
+from lmkit.files import folder_lock
 from lmkit.folders import (load_tokenizer, peak_memory, pick_device, read_run_record, run_record, use_cpu_threads,
                            vocabulary_fingerprint, write_run_record)
 from lmkit.settings import UserError, at_least, check_writable, next_command, run_script, within
@@ -64,8 +68,8 @@ def check_settings(config):
     """Every setting's range, before any work (the libraries would fail later, or worse, not at all)."""
     at_least(config, 1, "N_LAYER", "N_HEAD", "N_EMBD", "BATCH_SIZE", "GRADIENT_ACCUMULATION", "SAVE_TOTAL_LIMIT")
     at_least(config, 2, "CONTEXT_LENGTH")  # a block of one token has nothing to predict: the loss is NaN
-    at_least(config, 0, "MAX_STEPS", "EVAL_STEPS", "EVAL_BLOCKS", "LOGGING_STEPS", "NUM_PROC", "NGRAM_STORIES", "LOSS_CHUNK_SIZE",
-             "THREADS")
+    at_least(config, 0, "MAX_STEPS", "EVAL_STEPS", "EVAL_BLOCKS", "LOGGING_STEPS", "NUM_PROC", "NGRAM_STORIES",
+             "LOSS_CHUNK_SIZE", "THREADS")
     at_least(config, -1, "DATALOADER_WORKERS")
     if config.N_EMBD % config.N_HEAD:
         raise UserError(f"N_EMBD ({config.N_EMBD}) must be a multiple of N_HEAD ({config.N_HEAD})")
@@ -104,11 +108,7 @@ def check_model_dir(config, architecture, fingerprint, log):
     else:
         reasons = []
     is_main = int(os.environ.get("RANK", "0")) == 0
-    if config.OVERWRITE and reasons:
-        if is_main:  # start afresh: no later run may take the old checkpoints for this run's
-            import shutil
-            for old in training.checkpoint_folders(config.MODEL_DIR):
-                shutil.rmtree(old)
+    if config.OVERWRITE and reasons:  # the old checkpoints are set aside later, once every input has loaded
         log(f"--overwrite: starting afresh over {config.MODEL_DIR} ({', '.join(reasons)})")
         return None
     for path in incomplete:
@@ -121,20 +121,30 @@ def check_model_dir(config, architecture, fingerprint, log):
 
 def main(config):
     check_settings(config)  # before the heavy imports: a bad value is reported at once
-    from transformers import Trainer, set_seed
-
     tokenizer = load_tokenizer(config.TOKENIZER_DIR)
     if tokenizer.eos_token_id is None or tokenizer.pad_token_id is None:  # a foreign tokenizer
         raise UserError(f"the tokenizer in {config.TOKENIZER_DIR} has no {EOT} or {PAD} token: "
                         f"make one with train_tokenizer.py")
     check_writable(config.MODEL_DIR, "MODEL_DIR")
+    # one run writes MODEL_DIR at a time (under torchrun, rank 0 holds the lock for all ranks)
+    with folder_lock(config.MODEL_DIR, "MODEL_DIR", enabled=int(os.environ.get("RANK", "0")) == 0):
+        train(config, tokenizer)
+
+
+def train(config, tokenizer):
+    """Everything after the checks: resume or start, train, evaluate, save."""
+    from transformers import Trainer, set_seed
+
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     is_main = int(os.environ.get("RANK", "0")) == 0
     log = print if is_main else (lambda *args, **kwargs: None)
     fingerprint = vocabulary_fingerprint(tokenizer.get_vocab())
     architecture = dict(vocab_size=len(tokenizer), n_positions=config.CONTEXT_LENGTH, n_embd=config.N_EMBD,
                         n_layer=config.N_LAYER, n_head=config.N_HEAD)
+    if training.trained_by(config.MODEL_DIR, architecture, fingerprint, settings_of(config)):
+        return already_trained(config, tokenizer, log)  # a finished run is a fixed point: no file changes
     checkpoint = check_model_dir(config, architecture, fingerprint, log)  # before the data's long tokenizing
+    starts_afresh = config.OVERWRITE and checkpoint is None
     record = run_record(settings_of(config), fingerprint)
     set_seed(config.SEED)
     device = pick_device()
@@ -163,6 +173,9 @@ def main(config):
         which = "training" if len(train_blocks) == 0 else "validation"
         raise UserError(f"the {which} data holds fewer than CONTEXT_LENGTH={config.CONTEXT_LENGTH} tokens: "
                         f"give more text or a smaller CONTEXT_LENGTH")
+    aside = training.set_aside_checkpoints(config.MODEL_DIR) if starts_afresh and is_main else None
+    if aside is not None:  # every input has loaded: only now does anything of the old run move
+        log(f"--overwrite: the old checkpoints wait in {aside} until this run saves its first one")
     block_tokens = config.CONTEXT_LENGTH * config.BATCH_SIZE * config.GRADIENT_ACCUMULATION * world_size
     steps_per_epoch = max(1, len(train_blocks) // (config.BATCH_SIZE * config.GRADIENT_ACCUMULATION * world_size))
     total_steps = config.MAX_STEPS or math.ceil(steps_per_epoch * config.NUM_EPOCHS)
@@ -195,7 +208,8 @@ def main(config):
         if changed:
             log(f"settings that differ from the checkpoint's (this run uses the new ones): {', '.join(changed)}")
 
-    guard = training.make_guard_callback(record)
+    forget_aside = (lambda: shutil.rmtree(aside, ignore_errors=True)) if aside else None
+    guard = training.make_guard_callback(record, after_first_save=forget_aside)
     log(f"evaluation: {len(eval_blocks):,} of the {len(valid_blocks):,} validation blocks at each checkpoint, "
         f"all of them at the end" if len(eval_blocks) < len(valid_blocks) else
         f"evaluation: all {len(valid_blocks):,} validation blocks at each checkpoint and at the end")
@@ -236,7 +250,7 @@ def main(config):
     trainer.save_model(config.MODEL_DIR)
     if not trainer.is_world_process_zero():
         return
-    tokenizer.save_pretrained(config.MODEL_DIR)
+    files.save_pretrained(tokenizer, config.MODEL_DIR)
     write_run_record(config.MODEL_DIR, record)
     steps_this_run = trainer.state.global_step - (int(checkpoint.name.rsplit("-", 1)[1]) if checkpoint else 0)
     metrics = {
@@ -250,7 +264,7 @@ def main(config):
         "valid_perplexity": math.exp(evaluation["eval_loss"]),
         "log_history": trainer.state.log_history,
     }
-    Path(config.MODEL_DIR, "metrics.json").write_text(json.dumps(metrics, indent=1))
+    files.write_text(Path(config.MODEL_DIR, "metrics.json"), json.dumps(metrics, indent=1))
     if config.NGRAM_STORIES > 0:  # seconds for the sample; the first stories stand for a large set
         from pilish.prior import ngram_table, save_ngrams
         stories = train_stories.select(range(min(config.NGRAM_STORIES, len(train_stories))))["text"]
@@ -265,6 +279,23 @@ def main(config):
         + next_command("generate.py", MODEL_DIR=(config.MODEL_DIR, "model")))
 
 
+def already_trained(config, tokenizer, log):
+    """Say that MODEL_DIR holds what this command trains, and how to train further on purpose. Only a
+    missing ngrams.pt is written (delete an old one to have it made again); nothing else is touched."""
+    metrics_file = Path(config.MODEL_DIR, "metrics.json")
+    metrics = json.loads(metrics_file.read_text()) if metrics_file.is_file() else {}
+    done = f" ({metrics['steps']:,} steps, validation loss {metrics['valid_loss']:.3f})" if "steps" in metrics else ""
+    log(f"{config.MODEL_DIR} already holds the model these settings train{done}: nothing to do. To train it "
+        f"further, raise MAX_STEPS or NUM_EPOCHS and run again (it resumes from its last checkpoint); to train "
+        f"another, choose another MODEL_DIR")
+    from pilish.prior import NGRAMS_FILE, ngram_table, save_ngrams
+    if config.NGRAM_STORIES > 0 and not Path(config.MODEL_DIR, NGRAMS_FILE).is_file():
+        stories = training.load_splits(config.DATASET, config.VALID_DATASET, config.VALID_FRACTION, config.SEED)[0]
+        stories = stories.select(range(min(config.NGRAM_STORIES, len(stories))))["text"]
+        save_ngrams(config.MODEL_DIR, ngram_table(tokenizer, stories))
+        log(f"wrote the missing {NGRAMS_FILE} to {config.MODEL_DIR}/")
+
+
 def write_card(config, model, tokenizer, metrics, valid_blocks):
     """MODEL_DIR/README.md, the model card, and the .gitignore that keeps checkpoints out of a push."""
     prompt = "once upon a time"
@@ -274,7 +305,7 @@ def write_card(config, model, tokenizer, metrics, valid_blocks):
         vocabulary=len(tokenizer), steps=metrics["steps"], tokens_seen=metrics["tokens_seen"],
         valid_loss=metrics["valid_loss"], valid_blocks=valid_blocks, sample_prompt=prompt,
         sample=publish.greedy_sample(model, tokenizer, prompt))
-    Path(config.MODEL_DIR, publish.CARD).write_text(card, encoding="utf-8")
+    files.write_text(Path(config.MODEL_DIR, publish.CARD), card)
     publish.write_ignore_file(config.MODEL_DIR)
 
 

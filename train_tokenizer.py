@@ -21,7 +21,9 @@ OVERWRITE = False  # replace a different tokenizer in TOKENIZER_DIR, or write in
 import time
 from pathlib import Path
 
+from lmkit import files
 from lmkit.data import HUB_DATASET, load_stories
+from lmkit.files import folder_lock
 from lmkit.folders import tokenizer_fingerprint, vocabulary_fingerprint
 from lmkit.settings import UserError, at_least, check_writable, next_command, run_script, within
 from lmkit.text import SPECIAL_TOKENS
@@ -29,8 +31,6 @@ from lmkit.tokenizer import build_tokenizer, unk_rate, wrap_for_transformers
 
 
 def main(config):
-    from tokenizers import trainers
-
     if config.VOCAB_SIZE <= len(SPECIAL_TOKENS):
         raise UserError(f"VOCAB_SIZE must be larger than the {len(SPECIAL_TOKENS)} special tokens")
     if not config.TOKENIZER_DIR.strip():
@@ -42,6 +42,13 @@ def main(config):
         raise UserError(f"{folder} holds a model, whose tokenizer must stay the one it was trained with: choose "
                         f"another TOKENIZER_DIR (or pass --overwrite=true to replace it anyway)")
     check_writable(folder, "TOKENIZER_DIR")
+    with folder_lock(folder, "TOKENIZER_DIR"):  # one run writes a tokenizer folder at a time
+        train_and_save(config, folder)
+
+
+def train_and_save(config, folder):
+    from tokenizers import trainers
+
     started = time.perf_counter()
     stories = load_stories(config.DATASET, split="train")
     if config.MAX_STORIES > 0:
@@ -70,7 +77,7 @@ def main(config):
         if tokenizer_fingerprint(folder) != vocabulary_fingerprint(tokenizer.get_vocab(with_added_tokens=True)):
             raise UserError(f"{folder} holds another tokenizer (a different vocabulary); choose another "
                             f"TOKENIZER_DIR, or pass --overwrite=true to replace it")
-    wrap_for_transformers(tokenizer).save_pretrained(config.TOKENIZER_DIR)
+    files.save_pretrained(wrap_for_transformers(tokenizer), folder)  # each file renamed into place whole
     elapsed = time.perf_counter() - started
 
     print(f"read {train_count:,} stories, {words_read:,} words from {config.DATASET} in {elapsed:.1f} s")

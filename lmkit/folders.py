@@ -9,6 +9,7 @@ import sys
 import time
 from pathlib import Path
 
+from lmkit.files import write_text
 from lmkit.settings import UserError, first_line
 
 RUN_RECORD = "training_run.json"  # train_model.py's settings and tokenizer fingerprint, beside each model
@@ -121,6 +122,23 @@ def peak_memory(device):
     return peak * (1 if sys.platform == "darwin" else 1024), "resident memory"  # bytes on macOS, KiB on Linux
 
 
+# The files train_tokenizer.py and train_model.py save (and the Trainer's): no script writes text over them.
+SAVED_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "config.json",
+               "generation_config.json", "model.safetensors", "pytorch_model.bin", "training_args.bin", RUN_RECORD,
+               "metrics.json", "ngrams.pt", "README.md", "loss_curve.png")
+
+
+def check_not_a_saved_file(path, what):
+    """A UserError when `path` is a file of a model or tokenizer folder (one that holds tokenizer.json
+    or config.json): a text written there would replace part of a model."""
+    path = Path(path).expanduser().resolve()
+    folder = path.parent
+    saved_folder = (folder / "tokenizer.json").is_file() or (folder / "config.json").is_file()
+    if saved_folder and (path.exists() or path.name in SAVED_FILES or path.suffix in (".safetensors", ".bin", ".pt")):
+        raise UserError(f"{what}={path} would replace a file of the model or tokenizer in {folder}: "
+                        f"write the text somewhere else")
+
+
 def read_run_record(folder):
     """train_model.py's record of the run that made the model or checkpoint in `folder`, or None."""
     path = Path(folder) / RUN_RECORD
@@ -134,7 +152,7 @@ def read_run_record(folder):
 
 
 def write_run_record(folder, record):
-    Path(folder, RUN_RECORD).write_text(json.dumps(record, indent=1), encoding="utf-8")
+    write_text(Path(folder, RUN_RECORD), json.dumps(record, indent=1))
 
 
 def run_record(settings, fingerprint):

@@ -9,9 +9,13 @@ the card, the metrics, the loss curve and ngrams.pt (pilish_generate.py's prior)
 
 from pathlib import Path
 
+from lmkit.files import write_text
+
 # Left out when publishing: checkpoints (optimizer state is most of a folder's size), the ones a cut
-# save left, the Trainer's pickled arguments (training_run.json says the same in JSON), and locks.
-PUBLISH_IGNORE = ["_*", "checkpoint-*", "incomplete-*", "training_args.bin", "*.lock"]
+# save left or --overwrite set aside, the Trainer's pickled arguments (training_run.json says the
+# same in JSON), a running job's lock, and what a killed save left behind (lmkit/files.py).
+PUBLISH_IGNORE = ["_*", "checkpoint-*", "incomplete-*", "replaced-*", "training_args.bin", "*.lock", ".*.tmp",
+                  ".saving-*"]
 CARD = "README.md"
 
 
@@ -28,7 +32,7 @@ def write_ignore_file(folder):
     """A .gitignore with PUBLISH_IGNORE: what a git push of the folder to the Hub leaves out, as the
     Trainer writes one for its checkpoints."""
     lines = [pattern + "/" if pattern.endswith("-*") else pattern for pattern in PUBLISH_IGNORE]
-    Path(folder, ".gitignore").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    write_text(Path(folder, ".gitignore"), "\n".join(lines) + "\n")
 
 
 def model_card(*, name, dataset, settings, parameters, non_embedding, vocabulary, steps, tokens_seen,
@@ -40,7 +44,8 @@ def model_card(*, name, dataset, settings, parameters, non_embedding, vocabulary
         [f"datasets: [{dataset}]"] if from_hub else []) + ["---", ""]
     shown = ("N_LAYER", "N_HEAD", "N_EMBD", "CONTEXT_LENGTH", "BATCH_SIZE", "GRADIENT_ACCUMULATION",
              "LEARNING_RATE", "WARMUP", "WEIGHT_DECAY", "DROPOUT", "MAX_STEPS", "NUM_EPOCHS", "SEED")
-    table = ["| setting | value |", "| --- | --- |", *(f"| {key} | {settings[key]} |" for key in shown if key in settings)]
+    rows = [f"| {key} | {settings[key]} |" for key in shown if key in settings]
+    table = ["| setting | value |", "| --- | --- |", *rows]
     body = [
         f"# {name}: a tiny GPT-2 that writes TinyStories, with a word-level tokenizer", "",
         "Trained from scratch with train_model.py of the Pilish kit; every token is a whole word or one mark, "

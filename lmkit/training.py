@@ -18,8 +18,8 @@ ARCHITECTURE_SETTINGS = ("CONTEXT_LENGTH", "N_EMBD", "N_LAYER", "N_HEAD")
 # train_model.py settings that change nothing in the trained weights: a finished model trained with
 # other values of these may be trained again over itself
 HARMLESS_SETTINGS = ("MODEL_DIR", "TOKENIZER_DIR", "OVERWRITE", "NUM_PROC", "DATALOADER_WORKERS", "COMPILE",
-                     "SAVE_TOTAL_LIMIT", "LOGGING_STEPS", "EVAL_STEPS", "EVAL_BLOCKS", "NGRAM_STORIES", "FUSED_LOSS", "LOSS_CHUNK_SIZE",
-                     "THREADS")
+                     "SAVE_TOTAL_LIMIT", "LOGGING_STEPS", "EVAL_STEPS", "EVAL_BLOCKS", "NGRAM_STORIES", "FUSED_LOSS",
+                     "LOSS_CHUNK_SIZE", "THREADS")
 CHECKPOINT_RE = re.compile(r"^checkpoint-(\d+)$")
 
 
@@ -148,6 +148,20 @@ def set_aside(checkpoint):
     return target
 
 
+def set_aside_checkpoints(model_dir):
+    """Move every checkpoint in `model_dir` into one `replaced-TIME` folder there (None if it has none):
+    out of a later run's way, but not lost until the run that replaces them has saved a checkpoint."""
+    old = checkpoint_folders(model_dir) + sorted(Path(model_dir).glob("incomplete-checkpoint-*"))
+    if not old:
+        return None
+    import time
+    aside = Path(model_dir, time.strftime("replaced-%Y%m%d-%H%M%S"))
+    aside.mkdir()
+    for path in old:
+        path.rename(aside / path.name)
+    return aside
+
+
 def differences(before, now, ignore=()):
     """["NAME old -> new", ...] for the settings that differ (ones missing from `before` are skipped)."""
     return [f"{name} {before[name]!r} -> {value!r}" for name, value in now.items()
@@ -181,6 +195,14 @@ def saved_model_mismatch(folder, architecture, fingerprint, settings=None):
             reasons += differences(record.get("settings", {}), settings,
                                    ignore=HARMLESS_SETTINGS + ARCHITECTURE_SETTINGS)
     return reasons
+
+
+def trained_by(folder, architecture, fingerprint, settings):
+    """Whether `folder` holds the finished model that a run of `settings` trains: a model with its run
+    record that differs from these settings only in ones that change no weight (HARMLESS_SETTINGS).
+    Running those settings again has nothing to do."""
+    return (holds_finished_model(folder) and read_run_record(folder) is not None
+            and not saved_model_mismatch(folder, architecture, fingerprint, settings))
 
 
 def holds_finished_model(folder):
@@ -307,10 +329,10 @@ def make_thread_callback(every_seconds=20.0):
     return ThreadWatch()
 
 
-def make_guard_callback(run_record=None):
+def make_guard_callback(run_record=None, after_first_save=None):
     """Stops cleanly on Ctrl-C (after saving a checkpoint) and on a non-finite loss or weight
     (without saving); on resuming, applies the learning rate now set (see `apply_new_schedule`);
-    writes `run_record` into every checkpoint."""
+    writes `run_record` into every checkpoint; calls `after_first_save()` once the first is saved."""
     from transformers import TrainerCallback
 
     class Guard(TrainerCallback):
@@ -337,8 +359,12 @@ def make_guard_callback(run_record=None):
             control.should_training_stop = True
 
         def on_save(self, args, state, control, **kwargs):
+            nonlocal after_first_save
             if run_record is not None and state.is_world_process_zero:
                 write_run_record(Path(args.output_dir, f"checkpoint-{state.global_step}"), run_record)
+            if after_first_save is not None and state.is_world_process_zero:
+                after_first_save()
+                after_first_save = None
 
         def on_log(self, args, state, control, logs=None, **kwargs):
             loss = (logs or {}).get("loss")

@@ -19,6 +19,7 @@ from typing import Iterable
 import torch
 from transformers import LogitsProcessor
 
+from lmkit.files import replace_atomically
 from pilish.vocabulary import tables_for
 
 NGRAMS_FILE = "ngrams.pt"  # in a model folder: the training data's word n-grams, for the prior
@@ -153,7 +154,7 @@ def load_ngrams(folder) -> dict | None:
 
 
 def save_ngrams(folder, table: dict) -> None:
-    torch.save(table, Path(folder, NGRAMS_FILE))
+    replace_atomically(Path(folder, NGRAMS_FILE), lambda temporary: torch.save(table, temporary))
 
 
 def ngram_table(tokenizer, stories, min_count: int = 1) -> dict:

@@ -80,7 +80,8 @@ def test_thread_policy_sets_torch_only_on_the_cpu(monkeypatch):
     calls = []
     monkeypatch.setattr(torch, "set_num_threads", lambda n: calls.append(n))
     monkeypatch.setattr(torch, "get_num_threads", lambda: calls[-1] if calls else 9)
-    monkeypatch.setattr(folders, "cpu_threads", lambda setting: (setting or 1, "why") if setting != 7 else (None, "env"))
+    monkeypatch.setattr(folders, "cpu_threads",
+                        lambda setting: (setting or 1, "why") if setting != 7 else (None, "env"))
     assert folders.use_cpu_threads(0, "cuda") == "" and calls == []
     assert folders.use_cpu_threads(0, "cpu") == "CPU threads: 1 (why)"
     assert folders.use_cpu_threads(2, "cpu") == "CPU threads: 2 (why)" and calls == [1, 2]

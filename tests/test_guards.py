@@ -75,6 +75,32 @@ def test_model_dir_is_never_overwritten_by_another_tokenizer_or_other_settings(c
     assert json.loads((model_dir / "config.json").read_text())["n_embd"] == 16
 
 
+def test_rerunning_a_finished_command_changes_no_file(model_dir, corpus_file, tokenizer_dir, tmp_path, capsys):
+    """A finished run is a fixed point: the same command again trains nothing (before this, each rerun
+    trained one more step and checkpoint rotation finally deleted the checkpoint of the saved model)."""
+    folder = tmp_path / "model"
+    shutil.copytree(model_dir, folder)
+    before = checksums(folder)
+    for _ in range(2):
+        train(corpus_file, tokenizer_dir, folder, "--max_steps=60", "--threads=2", "--eval_blocks=5")  # harmless ones
+        assert checksums(folder) == before
+    metrics = json.loads((folder / "metrics.json").read_text())
+    out = capsys.readouterr().out
+    assert (f"{folder} already holds the model these settings train (60 steps, validation loss "
+            f"{metrics['valid_loss']:.3f}): nothing to do. To train it further, raise MAX_STEPS") in out
+    # a deleted ngrams.pt is made again, the same; nothing else changes
+    saved = torch.load(folder / "ngrams.pt")
+    (folder / "ngrams.pt").unlink()
+    train(corpus_file, tokenizer_dir, folder, "--max_steps=60")
+    assert all(torch.equal(saved[name], table) for name, table in torch.load(folder / "ngrams.pt").items())
+    assert {k: v for k, v in checksums(folder).items() if k != "ngrams.pt"} == \
+        {k: v for k, v in before.items() if k != "ngrams.pt"}
+    # training further is on purpose: more steps resume from the last checkpoint
+    train(corpus_file, tokenizer_dir, folder, "--max_steps=62")
+    assert json.loads((folder / "metrics.json").read_text())["steps"] == 62
+    assert checksums(folder)["model.safetensors"] != before["model.safetensors"]
+
+
 def test_loading_a_model_checks_its_tokenizer(model_dir, corpus_file, tokenizer_dir, tmp_path):
     folder = copy_model(model_dir, tmp_path / "model")
     other = swapped_tokenizer(tokenizer_dir, tmp_path / "other")
@@ -214,6 +240,57 @@ def test_unwritable_outputs_are_found_before_the_work(corpus_file, tokenizer_dir
     for output, message in [(tmp_path / "missing" / "out.txt", "does not exist"), (tmp_path, "is a folder")]:
         with pytest.raises(UserError, match=f"OUTPUT_FILE=.*{message}"):
             run_main(pilish_generate, [f"--model_dir={tmp_path / 'no model'}", f"--output_file={output}"])
+
+
+def test_text_output_never_replaces_a_model_or_tokenizer_file(model_dir, tokenizer_dir, tmp_path):
+    folder = copy_model(model_dir, tmp_path / "model")
+    before = checksums(folder)
+    for target in (folder / "model.safetensors", folder / "tokenizer.json", folder / "metrics.json",
+                   folder / "model-00001-of-00002.safetensors", tokenizer_dir / "tokenizer.json"):
+        with pytest.raises(UserError, match="OUTPUT_FILE=.*would replace a file of the model or tokenizer"):
+            run_main(pilish_generate, [f"--model_dir={folder}", f"--output_file={target}", "--num_digits=5"])
+    assert checksums(folder) == before
+    run_main(pilish_generate, [f"--model_dir={folder}", f"--output_file={folder / 'pilish.txt'}", "--num_digits=5"])
+    assert (folder / "pilish.txt").read_text().count("\n") == 1  # a new file beside the model is fine
+
+
+def test_two_runs_on_one_folder_the_second_is_refused(corpus_file, tokenizer_dir, tmp_path):
+    """The lock of a run in progress (here: a real process that holds it) stops a second run at once."""
+    from lmkit.files import LOCK
+    model_dir, tokenizer_copy = tmp_path / "model", tmp_path / "tokenizer"
+    model_dir.mkdir()
+    tokenizer_copy.mkdir()
+    holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        for folder in (model_dir, tokenizer_copy):
+            (folder / LOCK).write_text(json.dumps({"pid": holder.pid, "host": __import__("socket").gethostname(),
+                                                   "started": "now"}))
+        with pytest.raises(UserError, match=f"MODEL_DIR={model_dir} is in use by another run \\(pid {holder.pid}"):
+            train(corpus_file, tokenizer_dir, model_dir, "--max_steps=2")
+        with pytest.raises(UserError, match=f"TOKENIZER_DIR={tokenizer_copy} is in use .*pid {holder.pid}"):
+            run_main(train_tokenizer, [f"--dataset={corpus_file}", f"--tokenizer_dir={tokenizer_copy}"])
+        assert sorted(p.name for p in model_dir.iterdir()) == [LOCK] == sorted(p.name for p in tokenizer_copy.iterdir())
+    finally:
+        holder.kill()
+        holder.wait()
+    train(corpus_file, tokenizer_dir, model_dir, "--max_steps=2", "--eval_steps=2")  # its run gone: taken over
+    assert (model_dir / "model.safetensors").is_file() and not (model_dir / LOCK).exists()
+
+
+def test_overwrite_moves_nothing_until_the_inputs_load_and_keeps_the_old_until_a_save(corpus_file, tokenizer_dir,
+                                                                                       tmp_path, capsys):
+    model_dir = tmp_path / "model"
+    train(corpus_file, tokenizer_dir, model_dir, "--max_steps=2", "--eval_steps=2")
+    before = checksums(model_dir)
+    with pytest.raises(UserError, match="no such file"):  # a typo in the data path: nothing touched
+        train(tmp_path / "typo.txt", tokenizer_dir, model_dir, "--max_steps=2", "--n_embd=16", "--overwrite=true")
+    assert checksums(model_dir) == before
+    train(corpus_file, tokenizer_dir, model_dir, "--max_steps=4", "--eval_steps=2", "--n_embd=16", "--overwrite=true")
+    out = capsys.readouterr().out
+    assert "--overwrite: the old checkpoints wait in" in out and "until this run saves its first one" in out
+    assert not list(model_dir.glob("replaced-*"))  # gone once the new run had saved a checkpoint
+    assert sorted(p.name for p in model_dir.glob("checkpoint-*")) == ["checkpoint-2", "checkpoint-4"]
+    assert json.loads((model_dir / "config.json").read_text())["n_embd"] == 16
 
 
 def test_corrupt_model_files_name_the_file(model_dir, tmp_path):

@@ -1,0 +1,78 @@
+"""lmkit.files: atomic writes and the one-writer lock."""
+
+import errno
+import json
+import os
+import socket
+import subprocess
+import sys
+
+import pytest
+
+from lmkit import files
+from lmkit.settings import UserError
+
+
+def test_a_failed_write_leaves_the_old_file_and_no_temporary(tmp_path):
+    target = tmp_path / "metrics.json"
+    target.write_text("old")
+
+    def fails_half_way(temporary):
+        temporary.write_text("half")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    with pytest.raises(UserError, match="cannot write .*metrics.json: the disk is full"):
+        files.replace_atomically(target, fails_half_way)
+    assert target.read_text() == "old" and sorted(p.name for p in tmp_path.iterdir()) == ["metrics.json"]
+    def interrupted(temporary):
+        temporary.write_text("half")
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):  # Ctrl-C while writing: the same
+        files.replace_atomically(target, interrupted)
+    assert target.read_text() == "old" and len(list(tmp_path.iterdir())) == 1
+    files.write_text(target, "new")
+    assert target.read_text() == "new" and len(list(tmp_path.iterdir())) == 1
+
+
+def test_save_pretrained_moves_whole_files_into_place(tmp_path):
+    class Thing:
+        def save_pretrained(self, folder):
+            for name in ("a.json", "b.json"):
+                assert not (tmp_path / "out" / name).exists()  # nothing appears in place while writing
+                open(os.path.join(folder, name), "w").write(name)
+
+    (tmp_path / "out").mkdir()
+    files.save_pretrained(Thing(), tmp_path / "out")
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a.json", "b.json"]
+
+
+def test_a_second_writer_is_refused_with_the_first_named(tmp_path):
+    with files.folder_lock(tmp_path, "MODEL_DIR"):
+        holder = json.loads((tmp_path / ".lock").read_text())
+        assert holder["pid"] == os.getpid() and holder["host"] == socket.gethostname()
+        with pytest.raises(UserError, match=f"MODEL_DIR={tmp_path} is in use by another run \\(pid {os.getpid()} "
+                                            f"on {socket.gethostname()}, since .*delete .*\\.lock if that run is gone"):
+            with files.folder_lock(tmp_path, "MODEL_DIR"):
+                pass
+        assert (tmp_path / ".lock").exists()  # the refused run leaves the holder's lock alone
+    assert not (tmp_path / ".lock").exists()
+
+
+def test_a_lock_whose_run_is_gone_is_taken_over(tmp_path):
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    lock = tmp_path / ".lock"
+    lock.write_text(json.dumps({"pid": int(gone.stdout), "host": socket.gethostname(), "started": "earlier"}))
+    with files.folder_lock(tmp_path, "MODEL_DIR"):
+        assert json.loads(lock.read_text())["pid"] == os.getpid()
+    lock.write_text(json.dumps({"pid": 1, "host": "another-machine", "started": "earlier"}))
+    with pytest.raises(UserError, match="pid 1 on another-machine"):  # cannot tell: the user decides
+        with files.folder_lock(tmp_path, "MODEL_DIR"):
+            pass
+    lock.write_text("")  # cut while being written, moments ago: not yet stale
+    with pytest.raises(UserError, match="in use by another run"):
+        with files.folder_lock(tmp_path, "MODEL_DIR"):
+            pass
+    os.utime(lock, (0, 0))  # ... and long ago: stale
+    with files.folder_lock(tmp_path, "MODEL_DIR"):
+        pass
