@@ -22,10 +22,11 @@ import sys
 import time
 
 from lmkit.folders import load_model, use_cpu_threads
-from lmkit.settings import UserError, at_least, next_command, run_script, within
+from lmkit.settings import UserError, at_least, check_seed_and_threads, next_command, run_script, within
 from lmkit.text import detokenize, split_words, warn_unknown_words
 
 BOLD, PLAIN = "\033[1m", "\033[0m"
+MAX_SAMPLES = 1000  # continuations per prompt in one run: they are generated as one batch
 
 
 def encode_prompts(tokenizer, prompts, device):
@@ -79,9 +80,13 @@ def generate(model, tokenizer, prompts, config):
 
 
 def check_settings(config):
-    at_least(config, 1, "MAX_NEW_TOKENS", "NUM_SAMPLES")
-    at_least(config, 0, "TEMPERATURE", "TOP_K", "THREADS")
+    at_least(config, 1, "MAX_NEW_TOKENS")
+    within(config, "NUM_SAMPLES", 1, MAX_SAMPLES)
+    at_least(config, 0, "TOP_K")
+    if config.TEMPERATURE != 0:  # 0 = greedy; near 0 the scaled scores overflow to inf
+        within(config, "TEMPERATURE", 0.01, 100)
     within(config, "TOP_P", 0, 1, low_open=True)
+    check_seed_and_threads(config)
 
 
 def main(config):

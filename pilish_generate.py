@@ -28,10 +28,9 @@ NO_REPEAT_NGRAM_SIZE = 3  # never repeat a run of this many tokens (0 = off): sm
 REPETITION_PENALTY = 1.2  # discourage words already used (1.0 = off)
 NO_REPEAT_WORDS = 3  # never repeat a run of this many words anywhere in the text, across windows (0 = off)
 NO_IMMEDIATE_REPEAT = True  # never the same word twice in a row ("a a"), even with a mark between
-BIGRAM_BONUS = 2.0  # score added to words that follow the last word in the training data (MODEL_DIR/ngrams.pt)
-TRIGRAM_BONUS = 2.0  # score added to words that follow the last two words in the training data
-MARK_BONUS = 3.0  # score added to marks (. , ! ? ") that follow the last two tokens in the training data
+NGRAM_WEIGHT = 0.7  # share of the training stories' n-gram model (MODEL_DIR/ngrams.pt) mixed with the model's: 0 = the model alone (tuned on held-out perplexity: bench/ngram_mix.py)
 BALANCE_QUOTES = True  # a double quote opens only when none is open and closes only an open one
+LOOKAHEAD_WEIGHT = 1.0  # cost for a word after which the next digit can only be spelled badly ("the" before a 1: "the a"); uses the n-gram model, so only with NGRAM_WEIGHT > 0 (0 = off)
 NUM_SAMPLES = 1  # texts to write
 PROMPT = ""  # optional opening words, which must themselves spell the first digits
 TOPIC = ""  # optional text the model reads first, to say what the Pilish is about (spells no digits, not printed)
@@ -49,11 +48,11 @@ from lmkit.data import check_text_file
 from lmkit.files import write_text
 from lmkit.folders import check_not_a_saved_file, load_model, use_cpu_threads
 from lmkit.scoring import nll_per_word
-from lmkit.settings import UserError, at_least, check_writable, run_script, within
-from lmkit.text import warn_unknown_words
+from lmkit.settings import UserError, at_least, check_seed_and_threads, check_writable, run_script, within
+from lmkit.text import special_tokens_in, warn_unknown_words
 from pilish.rules import (NAMED_DIGITS, PilishError, check_rules, digits_of_word, format_verification, get_digits,
                           verify)
-from pilish.tokens import WORD_RE, letters_in
+from pilish.tokens import letters_in, words_in
 
 MAX_DIGITS = 100_000  # computing them takes seconds (300,000: half a minute, growing faster), writing them hours
 
@@ -66,7 +65,7 @@ def show_digits(text, width=100):
     """Each word with its letter count under it, wrapped to `width` columns."""
     lines, top, bottom = [], "", ""
     for word in text.split():
-        count = "".join(str(letters_in(w)) for w in WORD_RE.findall(word)) or "-"
+        count = "".join(str(letters_in(w)) for w in words_in(word)) or "-"
         cell = max(len(word), len(count)) + 1
         if len(top) + cell > width and top:
             lines += [top.rstrip(), bottom.rstrip(), ""]
@@ -79,8 +78,7 @@ def show_digits(text, width=100):
 def check_file(config):
     """Verify each non-empty line of CHECK_FILE; exit non-zero when any departs."""
     try:
-        check_text_file(config.CHECK_FILE)
-        lines = [line for line in open(config.CHECK_FILE, encoding="utf-8").read().splitlines() if line.strip()]
+        lines = [line for line in check_text_file(config.CHECK_FILE, keep=True).splitlines() if line.strip()]
     except OSError as error:
         raise UserError(f"cannot read {config.CHECK_FILE}: {error.strerror}") from None
     except ValueError as error:  # binary or not UTF-8
@@ -90,8 +88,7 @@ def check_file(config):
     failures = 0
     for line in lines:
         # check as many digits as the line's words would spell
-        needed = sum(len(digits_of_word(letters_in(w), "standard"))
-                     for w in WORD_RE.findall(line))
+        needed = sum(len(digits_of_word(letters_in(w), "standard")) for w in words_in(line))
         if needed > MAX_DIGITS:
             raise UserError(f"a line of {config.CHECK_FILE} spells {needed:,} digits; "
                             f"at most {MAX_DIGITS:,} are checked")
@@ -102,9 +99,24 @@ def check_file(config):
         sys.exit(1)
 
 
+def load_ngrams(folder):
+    """The n-gram model saved beside the model, or None with a note that says why there is none."""
+    from pilish.ngram import NGRAMS_FILE, load_ngram_model
+    try:
+        ngrams = load_ngram_model(folder)
+    except ValueError as error:
+        print(f"note: no n-gram mix: {error}", file=sys.stderr)
+        return None
+    if ngrams is None:
+        print(f"note: no {NGRAMS_FILE} in {folder} (train_model.py saves it), so no n-gram mix", file=sys.stderr)
+    return ngrams
+
+
 def check_settings(config):
     """The ranges that get_digits and WriteOptions leave to the caller."""
-    at_least(config, 1, "NUM_SAMPLES")
+    within(config, "NUM_SAMPLES", 1, 1000)
+    within(config, "NUM_BEAMS", 1, 256)  # each beam holds its own copy of the model's cache
+    check_seed_and_threads(config)
     if config.NUM_DIGITS > MAX_DIGITS:
         raise UserError(f"NUM_DIGITS is at most {MAX_DIGITS:,}, not {config.NUM_DIGITS:,}")
     at_least(config, 0, "NO_REPEAT_NGRAM_SIZE", "TOP_K", "CONTEXT_LENGTH", "THREADS")
@@ -112,7 +124,11 @@ def check_settings(config):
         raise UserError(f"REPETITION_PENALTY must be above 0 (1.0 = off), not {config.REPETITION_PENALTY}")
     if config.DECODING == "sample" and config.TEMPERATURE <= 0:
         raise UserError(f"TEMPERATURE must be above 0 for DECODING=sample, not {config.TEMPERATURE}")
+    if config.DECODING == "sample":  # near 0 the scaled scores overflow to inf
+        within(config, "TEMPERATURE", 0.01, 100)
+    within(config, "REPETITION_PENALTY", 0, 100, low_open=True)
     within(config, "TOP_P", 0, 1, low_open=True)
+    within(config, "NGRAM_WEIGHT", 0, 1)
     if config.OUTPUT_FILE:  # before the model writes for minutes
         check_not_a_saved_file(config.OUTPUT_FILE, "OUTPUT_FILE")
         check_writable(config.OUTPUT_FILE, "OUTPUT_FILE", folder=False)
@@ -127,25 +143,18 @@ def main(config):
     from tqdm import tqdm
     from transformers import set_seed
 
-    from pilish.prior import NGRAMS_FILE, load_ngrams
     from pilish.writing import WriteOptions, check_prompt, write
 
     options = WriteOptions.from_settings(config)  # a bad DECODING or NUM_BEAMS is an error before the model loads
 
     model, tokenizer = load_model(config.MODEL_DIR)
     use_cpu_threads(config.THREADS, model.device.type)
+    special = special_tokens_in(tokenizer, f"{config.TOPIC} {config.PROMPT}")
+    if special:  # its letters would count as a word's, while the model reads one token
+        raise UserError(f"the prompt or topic holds the special token {special[0]}: write them in words")
     check_prompt(tokenizer, config.PROMPT, digits, config.RULES)  # before any warning about its words
     warn_unknown_words(tokenizer, f"{config.TOPIC} {config.PROMPT}")
-    prior = config.BIGRAM_BONUS or config.TRIGRAM_BONUS or config.MARK_BONUS
-    ngrams = load_ngrams(config.MODEL_DIR) if prior else None
-    if ngrams is None and prior:
-        print(f"note: no {NGRAMS_FILE} in {config.MODEL_DIR} (train_model.py saves it), so no n-gram prior",
-              file=sys.stderr)
-    elif config.MARK_BONUS and "marks" not in ngrams:
-        print(f"note: {config.MODEL_DIR}/{NGRAMS_FILE} predates MARK_BONUS (it has no marks), so no mark "
-              "prior; delete it and run the same train_model.py command again: it trains no further and writes "
-              "a new one",
-              file=sys.stderr)
+    ngrams = load_ngrams(config.MODEL_DIR) if config.NGRAM_WEIGHT else None
     name = digits_name(config.DIGITS)
     texts = []
     for sample in range(config.NUM_SAMPLES):
@@ -157,7 +166,7 @@ def main(config):
                             ngrams=ngrams, progress=progress)
         seconds = time.perf_counter() - started
         texts.append(written.text)
-        words = sum(1 for word in WORD_RE.findall(written.text) if letters_in(word))
+        words = sum(1 for word in words_in(written.text) if letters_in(word))
         nll = nll_per_word(model, tokenizer, written.ids, written.topic_ids + written.prompt_ids,
                            config.CONTEXT_LENGTH)
         if config.NUM_SAMPLES > 1:

@@ -44,7 +44,7 @@ NUM_PROC = 0  # processes for tokenizing (0 = one per CPU core for large data, e
 DATALOADER_WORKERS = -1  # processes reading batches ahead (-1 = 4 on a GPU, so it never waits; 0 on a CPU)
 SEED = 42  # same seed, same data order and initial weights
 THREADS = 0  # torch's CPU threads (0 = automatic: one per core other programs leave idle, checked as it runs)
-NGRAM_STORIES = 50_000  # stories whose word n-grams and marks go to ngrams.pt, pilish_generate's prior (0 = none)
+NGRAM_STORIES = 50_000  # stories whose n-gram model (ngrams.pt) pilish_generate mixes with the model (0 = none)
 OVERWRITE = False  # start afresh over a model or checkpoints in MODEL_DIR made with another tokenizer or settings
 
 import json
@@ -60,7 +60,8 @@ from lmkit import files, publish, training
 from lmkit.files import folder_lock
 from lmkit.folders import (load_tokenizer, peak_memory, pick_device, read_run_record, run_record, use_cpu_threads,
                            vocabulary_fingerprint, write_run_record)
-from lmkit.settings import UserError, at_least, check_writable, next_command, run_script, within
+from lmkit.settings import (UserError, at_least, check_seed_and_threads, check_writable, next_command, run_script,
+                            within)
 from lmkit.text import EOT, PAD
 
 
@@ -71,6 +72,10 @@ def check_settings(config):
     at_least(config, 0, "MAX_STEPS", "EVAL_STEPS", "EVAL_BLOCKS", "LOGGING_STEPS", "NUM_PROC", "NGRAM_STORIES",
              "LOSS_CHUNK_SIZE", "THREADS")
     at_least(config, -1, "DATALOADER_WORKERS")
+    cores = os.cpu_count() or 1  # more processes than cores only wait for each other
+    within(config, "NUM_PROC", 0, cores)
+    within(config, "DATALOADER_WORKERS", -1, cores)
+    check_seed_and_threads(config)
     if config.N_EMBD % config.N_HEAD:
         raise UserError(f"N_EMBD ({config.N_EMBD}) must be a multiple of N_HEAD ({config.N_HEAD})")
     if config.LEARNING_RATE <= 0:
@@ -111,11 +116,10 @@ def check_model_dir(config, architecture, fingerprint, log):
     if config.OVERWRITE and reasons:  # the old checkpoints are set aside later, once every input has loaded
         log(f"--overwrite: starting afresh over {config.MODEL_DIR} ({', '.join(reasons)})")
         return None
-    for path in incomplete:
+    for path, problem in incomplete:
         if is_main:
             moved = training.set_aside(path)
-            print(f"warning: {path} is incomplete (a save was cut short); set aside as {moved.name}",
-                  file=sys.stderr)
+            print(f"warning: {path} cannot be resumed ({problem}); set aside as {moved.name}", file=sys.stderr)
     return checkpoint
 
 
@@ -125,6 +129,15 @@ def main(config):
     if tokenizer.eos_token_id is None or tokenizer.pad_token_id is None:  # a foreign tokenizer
         raise UserError(f"the tokenizer in {config.TOKENIZER_DIR} has no {EOT} or {PAD} token: "
                         f"make one with train_tokenizer.py")
+    parameters, needed = training.training_memory(
+        len(tokenizer), context_length=config.CONTEXT_LENGTH, n_embd=config.N_EMBD, n_layer=config.N_LAYER,
+        n_head=config.N_HEAD, batch_size=config.BATCH_SIZE)
+    device = pick_device()
+    free = training.available_memory(device)
+    if needed > free:  # refuse now, before the model is built: an allocation this size can freeze the machine
+        raise UserError(f"a model of {parameters:.3g} parameters trained in batches of {config.BATCH_SIZE} x "
+                        f"{config.CONTEXT_LENGTH} tokens needs about {needed / 2**30:.3g} GiB, and {device} has "
+                        f"{free / 2**30:.3g} GiB free: lower BATCH_SIZE, CONTEXT_LENGTH, N_EMBD or N_LAYER")
     check_writable(config.MODEL_DIR, "MODEL_DIR")
     # one run writes MODEL_DIR at a time (under torchrun, rank 0 holds the lock for all ranks)
     with folder_lock(config.MODEL_DIR, "MODEL_DIR", enabled=int(os.environ.get("RANK", "0")) == 0):
@@ -223,6 +236,7 @@ def train(config, tokenizer):
         guard.interrupted = True
         log("\nCtrl-C: saving a checkpoint after this step (Ctrl-C again to quit without saving)")
 
+    training.quiet_resume_warning()
     previous_handler = signal.signal(signal.SIGINT, on_interrupt)
     started = time.perf_counter()
     try:
@@ -266,9 +280,9 @@ def train(config, tokenizer):
     }
     files.write_text(Path(config.MODEL_DIR, "metrics.json"), json.dumps(metrics, indent=1))
     if config.NGRAM_STORIES > 0:  # seconds for the sample; the first stories stand for a large set
-        from pilish.prior import ngram_table, save_ngrams
+        from pilish.ngram import ngram_model, save_ngram_model
         stories = train_stories.select(range(min(config.NGRAM_STORIES, len(train_stories))))["text"]
-        save_ngrams(config.MODEL_DIR, ngram_table(tokenizer, stories))
+        save_ngram_model(config.MODEL_DIR, ngram_model(tokenizer, stories))
     training.plot_loss_curve(trainer.state.log_history, Path(config.MODEL_DIR, "loss_curve.png"))
     write_card(config, trainer.model, tokenizer, metrics, len(valid_blocks))
     log(f"validation loss {evaluation['eval_loss']:.3f} (perplexity {math.exp(evaluation['eval_loss']):.1f}); "
@@ -288,11 +302,11 @@ def already_trained(config, tokenizer, log):
     log(f"{config.MODEL_DIR} already holds the model these settings train{done}: nothing to do. To train it "
         f"further, raise MAX_STEPS or NUM_EPOCHS and run again (it resumes from its last checkpoint); to train "
         f"another, choose another MODEL_DIR")
-    from pilish.prior import NGRAMS_FILE, ngram_table, save_ngrams
+    from pilish.ngram import NGRAMS_FILE, ngram_model, save_ngram_model
     if config.NGRAM_STORIES > 0 and not Path(config.MODEL_DIR, NGRAMS_FILE).is_file():
         stories = training.load_splits(config.DATASET, config.VALID_DATASET, config.VALID_FRACTION, config.SEED)[0]
         stories = stories.select(range(min(config.NGRAM_STORIES, len(stories))))["text"]
-        save_ngrams(config.MODEL_DIR, ngram_table(tokenizer, stories))
+        save_ngram_model(config.MODEL_DIR, ngram_model(tokenizer, stories))
         log(f"wrote the missing {NGRAMS_FILE} to {config.MODEL_DIR}/")
 
 

@@ -36,7 +36,9 @@ def main(config):
     if not config.TOKENIZER_DIR.strip():
         raise UserError("TOKENIZER_DIR is empty: give a folder")
     within(config, "HELD_OUT", 0, 1, high_open=True)
-    at_least(config, 0, "MIN_FREQUENCY", "MAX_STORIES")
+    within(config, "VOCAB_SIZE", len(SPECIAL_TOKENS) + 1, 2**31 - 1)  # the trainer counts in 32 or 64 bits
+    within(config, "MIN_FREQUENCY", 0, 2**31 - 1)
+    at_least(config, 0, "MAX_STORIES")
     folder = Path(config.TOKENIZER_DIR)
     if (folder / "config.json").is_file() and not config.OVERWRITE:  # a model's folder: its tokenizer is its own
         raise UserError(f"{folder} holds a model, whose tokenizer must stay the one it was trained with: choose "
@@ -77,6 +79,9 @@ def train_and_save(config, folder):
         if tokenizer_fingerprint(folder) != vocabulary_fingerprint(tokenizer.get_vocab(with_added_tokens=True)):
             raise UserError(f"{folder} holds another tokenizer (a different vocabulary); choose another "
                             f"TOKENIZER_DIR, or pass --overwrite=true to replace it")
+    if not any(char.isalpha() for token in tokenizer.get_vocab() if token not in SPECIAL_TOKENS for char in token):
+        raise UserError(f"no word of {config.DATASET} occurs MIN_FREQUENCY={config.MIN_FREQUENCY} times: the "
+                        f"vocabulary would hold only marks and special tokens. Lower MIN_FREQUENCY or give more text")
     files.save_pretrained(wrap_for_transformers(tokenizer), folder)  # each file renamed into place whole
     elapsed = time.perf_counter() - started
 

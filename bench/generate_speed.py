@@ -6,12 +6,12 @@
 
 Batch of one, KV cache on. Free sampling is forced to write exactly NEW_TOKENS tokens; the Pilish runs
 go through pilish.writing.write with pilish_generate's window rules (no-repeat 3-grams, repetition
-penalty, sliding window; not the whole-text rules and priors) and spell as many digits as make about
+penalty, sliding window; not the whole-text rules and the n-gram mix) and spell as many digits as make about
 NEW_TOKENS tokens: the cost of the Pilish mask itself. Their speed is
 counted over the tokens they actually wrote. Each sampling row is measured with torch's default
 thread count and with one thread: on 2 cores a batch-1 step is too small to split well.
 Then one NUM_DIGITS_LONG-digit run with all of pilish_generate's defaults (beam, whole-text rules,
-n-gram priors from MODEL_DIR/ngrams.pt), checked with pilish.rules.verify,
+the n-gram mix with MODEL_DIR/ngrams.pt), checked with pilish.rules.verify,
 with the thread count that made the short beam runs faster.
 Appends the table to BENCHMARKS.md.
 """
@@ -36,7 +36,7 @@ from bench.pilish_texts import WINDOW_RULES
 from bench.support import median, report
 from lmkit.folders import load_model
 from lmkit.settings import UserError, run_script
-from pilish.prior import load_ngrams
+from pilish.ngram import load_ngram_model
 from pilish.rules import get_digits
 from pilish.writing import WriteOptions, write
 
@@ -138,7 +138,7 @@ def main(config):
                if label.startswith("Pilish beam")}
     long_threads = config.LONG_RUN_THREADS or min(beam_ms, key=beam_ms.get)
     long_options = WriteOptions()  # all of pilish_generate's defaults: the whole-text rules and the priors too
-    ngrams = load_ngrams(config.MODEL_DIR)
+    ngrams = load_ngram_model(config.MODEL_DIR)
     print(f"  one {config.NUM_DIGITS_LONG:,}-digit run ({long_options.decoding}, {long_options.num_beams} beams, "
           f"{long_threads} thread{'s' * (long_threads > 1)}) ...")
     torch.set_num_threads(long_threads)
@@ -160,7 +160,7 @@ def main(config):
         f"(no_repeat_ngram_size {short.no_repeat_ngram_size}, repetition_penalty {short.repetition_penalty}, "
         f"window of {model.config.n_positions} tokens sliding every {model.config.n_positions // 4}); "
         f"beam rows count the tokens of the text returned; the long run adds the defaults' whole-text rules and "
-        f"n-gram priors (MODEL_DIR/ngrams.pt{'' if ngrams else ': none, so no prior'})",
+        f"n-gram mix (MODEL_DIR/ngrams.pt{'' if ngrams else ': none, so no mix'})",
         *([f"threads: free sampling takes {free_ms[default_threads]:.2f} ms/token with {default_threads} threads "
            f"and {free_ms[1]:.2f} with 1 ({free_ms[default_threads] / free_ms[1]:.2f}x)"] if 1 in free_ms
           and default_threads != 1 else []),

@@ -9,7 +9,7 @@ TRAIN_FILE and against held-out text (VALID_FILE less its first stories), immedi
 ends, quotes and seconds per text. Appends the table to BENCHMARKS.md.
 """
 
-MODEL_DIR = "model"  # a model folder from train_model.py (with ngrams.pt for the prior rows)
+MODEL_DIR = "model"  # a model folder from train_model.py (with ngrams.pt for the n-gram mix)
 TRAIN_FILE = ""  # the model's training stories, the reference ("" = the bundled sample, data/tinystories-sample)
 VALID_FILE = ""  # held-out stories, the held-out reference ("" = the bundled sample's validation stories)
 NUM_DIGITS = 1000  # digits of pi per text
@@ -28,7 +28,7 @@ from bench.pilish_texts import (BEFORE, FLUENCY_HEADERS, describe, exact_cell, f
 from bench.support import data_file, report
 from lmkit.folders import load_model
 from lmkit.settings import UserError, run_script
-from pilish.prior import load_ngrams
+from pilish.ngram import load_ngram_model
 from pilish.rules import PilishError, get_digits
 from pilish.writing import WriteOptions
 
@@ -45,22 +45,12 @@ SEARCH_VARIANTS = {
     "no repeated 4 words in the text": replace(BEFORE, no_immediate_repeat=True, no_repeat_words=4),
     "text rules, no window rules": replace(BEFORE, no_repeat_ngram_size=0, repetition_penalty=1.0,
                                            no_immediate_repeat=True, no_repeat_words=3),
-    "bigram prior 1": replace(BEFORE, bigram_bonus=1.0),
-    "bigram prior 2": replace(BEFORE, bigram_bonus=2.0),
-    "bigram prior 4": replace(BEFORE, bigram_bonus=4.0),
-    "trigram prior 2": replace(BEFORE, trigram_bonus=2.0),
-    "bi + trigram prior 2 + 2": replace(BEFORE, bigram_bonus=2.0, trigram_bonus=2.0),
-    "bi + trigram prior 3 + 3": replace(BEFORE, bigram_bonus=3.0, trigram_bonus=3.0),
-    "bi + trigram prior 2 + 2, text rules": replace(BEFORE, bigram_bonus=2.0, trigram_bonus=2.0,
-                                                    no_immediate_repeat=True, no_repeat_words=3),
-    "bi + trigram prior 3 + 3, text rules": replace(BEFORE, bigram_bonus=3.0, trigram_bonus=3.0,
-                                                    no_immediate_repeat=True, no_repeat_words=3),
-    "defaults, no mark prior": replace(DEFAULTS, mark_bonus=0.0),
+    "n-gram weight 0.3, text rules": replace(BEFORE, ngram_weight=0.3, no_immediate_repeat=True, no_repeat_words=3),
+    "n-gram weight 0.7, text rules": replace(BEFORE, ngram_weight=0.7, no_immediate_repeat=True, no_repeat_words=3),
+    "defaults, no n-gram mix": replace(DEFAULTS, ngram_weight=0.0),
+    "defaults, n-gram weight 0.5": replace(DEFAULTS, ngram_weight=0.5),
+    "defaults, n-gram weight 0.9": replace(DEFAULTS, ngram_weight=0.9),
     "defaults, unbalanced quotes": replace(DEFAULTS, balance_quotes=False),
-    "defaults, mark prior 1": replace(DEFAULTS, mark_bonus=1.0),
-    "defaults, mark prior 2": replace(DEFAULTS, mark_bonus=2.0),
-    "defaults, mark prior 4": replace(DEFAULTS, mark_bonus=4.0),
-    "mark prior 3 alone": replace(BEFORE, mark_bonus=3.0),
     "defaults, no window rules": replace(DEFAULTS, no_repeat_ngram_size=0, repetition_penalty=1.0),
     "defaults, no repetition penalty": replace(DEFAULTS, repetition_penalty=1.0),
     "defaults, beams 16": replace(DEFAULTS, num_beams=16),
@@ -83,7 +73,7 @@ def main(config):
     # the held-out reference leaves out what quality.py's real-text row uses (its default NUM_SEEDS texts)
     _, held_out = held_out_stories(valid_path, num_texts=3, words_per_text=config.VALID_WORDS)
     refs = references(train_path, held_out)
-    ngrams = load_ngrams(config.MODEL_DIR)
+    ngrams = load_ngram_model(config.MODEL_DIR)
     digits = get_digits("pi", config.NUM_DIGITS)
     seeds = [config.SEED + i for i in range(config.NUM_SEEDS if config.DECODING == "sample" else 1)]
     headers = ["variant", *FLUENCY_HEADERS, "exact", "s/text"]

@@ -12,9 +12,9 @@ from pilish import fluency
 from pilish.writing import WriteOptions, write
 
 # pilish_generate's window rules alone (no_repeat_ngram_size and repetition_penalty within each
-# window): no whole-text rule, no prior, no quote balancing
-WINDOW_RULES = replace(WriteOptions(), no_repeat_words=0, no_immediate_repeat=False, bigram_bonus=0.0,
-                       trigram_bonus=0.0, mark_bonus=0.0, balance_quotes=False)
+# window): no whole-text rule, no prior, no quote balancing, no look-ahead
+WINDOW_RULES = replace(WriteOptions(), no_repeat_words=0, no_immediate_repeat=False, ngram_weight=0.0,
+                       balance_quotes=False, lookahead_weight=0.0)
 BEFORE = WINDOW_RULES  # pilish_generate's settings before issue 11 were its window rules alone
 
 FLUENCY_HEADERS = ["bigrams", "trigrams", "held-out bigrams", "held-out trigrams", "immediate repeats",
@@ -23,7 +23,7 @@ FLUENCY_HEADERS = ["bigrams", "trigrams", "held-out bigrams", "held-out trigrams
 
 def pilish_texts(model, tokenizer, digits, seeds, options=WriteOptions(), ngrams=None, topic=""):
     """[(token ids, exact, text)]: one Pilish text of `digits` per seed, written with `options`
-    (`ngrams`, from pilish.prior.load_ngrams, feed its bonuses)."""
+    (`ngrams`, from pilish.ngram.load_ngram_model, mixed at options.ngram_weight)."""
     from transformers import set_seed
     texts = []
     for seed in seeds:

@@ -11,7 +11,8 @@ sampling, with pilish_generate's defaults and with the settings before issue 11)
 of pilish/fluency.py against TRAIN_FILE (what the model saw) and against held-out text (VALID_FILE, less the
 stories used as the real-text row), immediate repeats, sentence ends, quotes, the NLL per word under
 the unconstrained model and whether each text is exact, next to the model's own free samples and
-real held-out stories. Appends the table to BENCHMARKS.md.
+real held-out stories and the Markov-chain peer's Pilish (bench/markov_pilish.py: a word trigram
+chain of TRAIN_FILE, MARKOV_BEAMS beams). Appends the table to BENCHMARKS.md.
 """
 
 TRAIN_FILE = ""  # stories to train on ("" = the bundled sample, data/tinystories-sample/train.txt.gz)
@@ -24,6 +25,7 @@ NUM_DIGITS = 100  # digits of pi per short Pilish text
 LONG_DIGITS = 1000  # digits of pi per long Pilish text (0 = no long rows)
 NUM_SEEDS = 3  # texts per sampled setting (seeds SEED, SEED + 1, ...); beam search is deterministic: one text
 NUM_BEAMS = 8  # beams for the beam-search rows
+MARKOV_BEAMS = 16  # beams for the Markov-chain peer's rows (bench/markov_pilish.py; 0 = no such rows)
 FREE_TOKENS = 150  # tokens per free sample (the reference for what the model writes unconstrained)
 TEMPERATURE = 0.8  # free samples' sampling temperature (generate.py's default)
 TOP_K = 50  # free samples sample among the K likeliest tokens (generate.py's default)
@@ -36,8 +38,10 @@ import json
 import tempfile
 import time
 from dataclasses import replace
+from functools import cache
 from pathlib import Path
 
+from bench.markov_pilish import MarkovChain, markov_text
 from bench.pilish_texts import (BEFORE, FLUENCY_HEADERS, exact_cell, fluency_cells, held_out_stories,
                                 pilish_texts, references)
 from bench.support import data_file, median, report, run_project_script
@@ -47,8 +51,9 @@ from lmkit.scoring import nll_per_word
 from lmkit.settings import UserError, run_script
 from lmkit.text import detokenize
 from lmkit.tokenizer import unk_rate
-from pilish.prior import load_ngrams
-from pilish.rules import get_digits
+from pilish.ngram import load_ngram_model
+from pilish.fluency import read_stories
+from pilish.rules import get_digits, verify
 from pilish.writing import WriteOptions
 
 
@@ -88,9 +93,9 @@ def main(config):
     import transformers
 
     if min(config.MAX_STEPS, config.BATCH_SIZE, config.NUM_DIGITS, config.NUM_SEEDS, config.NUM_BEAMS,
-           config.FREE_TOKENS, config.VALID_WORDS) < 1 or config.LONG_DIGITS < 0:
+           config.FREE_TOKENS, config.VALID_WORDS) < 1 or min(config.LONG_DIGITS, config.MARKOV_BEAMS) < 0:
         raise UserError("MAX_STEPS, BATCH_SIZE, NUM_DIGITS, NUM_SEEDS, NUM_BEAMS, FREE_TOKENS and VALID_WORDS "
-                        "must be at least 1, LONG_DIGITS at least 0")
+                        "must be at least 1, LONG_DIGITS and MARKOV_BEAMS at least 0")
     train_path, valid_path = data_file(config.TRAIN_FILE, "train"), data_file(config.VALID_FILE, "validation")
     work = tempfile.TemporaryDirectory(prefix="bench-quality-")
     started = time.perf_counter()
@@ -107,7 +112,7 @@ def main(config):
     unk, valid_word_count = unk_rate(tokenizer.backend_tokenizer, load_stories(str(valid_path))["text"])
     real_texts, held_out = held_out_stories(valid_path, config.NUM_SEEDS, config.VALID_WORDS)
     refs = references(train_path, held_out)
-    ngrams = load_ngrams(model_dir)
+    ngrams = load_ngram_model(model_dir)
     seeds = [config.SEED + i for i in range(config.NUM_SEEDS)]
     beams = config.NUM_BEAMS
     beam_before, beam_now = replace(BEFORE, num_beams=beams), replace(WriteOptions(), num_beams=beams)
@@ -121,6 +126,14 @@ def main(config):
             rows.append((ids[:-1], None, text))
         return rows
 
+    @cache
+    def markov_chain():
+        return MarkovChain(tokenizer, read_stories(train_path))
+
+    def markov_rows(digits):
+        ids, text = markov_text(markov_chain(), tokenizer, digits, config.MARKOV_BEAMS)
+        return [(ids, verify(text, digits, "basic").ok, text)]
+
     settings = []  # (label, digits, make texts)
     for n in [config.NUM_DIGITS] + ([config.LONG_DIGITS] if config.LONG_DIGITS else []):
         digits = get_digits("pi", n)
@@ -131,6 +144,9 @@ def main(config):
                 (f"Pilish sample, {n:,} digits", replace(beam_now, decoding="sample"), seeds)]:
             settings.append((label, n, lambda d=digits, o=options, s=row_seeds: pilish_texts(
                 model, tokenizer, d, s, o, ngrams=ngrams)))
+        if config.MARKOV_BEAMS:
+            settings.append((f"Markov chain (peer), beam {config.MARKOV_BEAMS}, {n:,} digits", n,
+                             lambda d=digits: markov_rows(d)))
     settings += [
         (f"free sample, {config.FREE_TOKENS} tokens (reference)", None, lambda: free_samples(model, tokenizer, config, seeds)),
         (f"real stories, held out, {config.VALID_WORDS} words (reference)", None, real_text_rows),
@@ -153,7 +169,7 @@ def main(config):
         f"{metrics.get('steps')} steps, {metrics.get('tokens_seen', 0):,} tokens seen"
         + ("" if config.MODEL_DIR else f" (MAX_STEPS {config.MAX_STEPS}, BATCH_SIZE {config.BATCH_SIZE}, "
                                       f"DROPOUT {config.DROPOUT})")
-        + ("; n-gram prior: " + ("MODEL_DIR/ngrams.pt" if ngrams else "none (no ngrams.pt)")),
+        + ("; n-gram mix: " + ("MODEL_DIR/ngrams.pt" if ngrams else "none (no ngrams.pt)")),
         f"validation loss {metrics['valid_loss']:.3f}, perplexity {metrics['valid_perplexity']:.1f} "
         f"({valid_path.name}); training loss {metrics.get('train_loss', float('nan')):.3f}; "
         f"[UNK] rate of {valid_path.name}'s words: {unk:.2%} of {valid_word_count:,}",
@@ -165,6 +181,8 @@ def main(config):
         "before: pilish_generate's settings before issue 11 (no_repeat_ngram_size 3 and repetition_penalty "
         "1.2 within the window, nothing over the whole text, no prior); otherwise its defaults; beam rows "
         f"are deterministic (one text), sample rows use seeds {seeds[0]}–{seeds[-1]}",
+        "Markov chain: bench/markov_pilish.py, stupid backoff over the token trigrams of "
+        f"{train_path.name} seen at least twice, no model (its first row's s/text includes counting them)",
         "NLL/word: nats per word (punctuation tokens' NLL included) under the model alone, after <|endoftext|>",
         f"time: training {train_seconds:.0f} s" + (" (reused MODEL_DIR)" if config.MODEL_DIR else "")
         + f", scoring {score_seconds:.0f} s; s/text: seconds to write one text",

@@ -129,19 +129,21 @@ def _read(handle, path, size):
         raise ValueError(f"cannot read {path}: {error}") from None
 
 
-def check_text_file(path, chunk_size=1 << 24):
+def check_text_file(path, chunk_size=1 << 24, keep=False):
     """A ValueError naming `path` unless it is UTF-8 text: binary or Latin-1 data would be silently
-    mangled into words otherwise."""
+    mangled into words otherwise. With `keep`, the text: a pipe (/dev/stdin, <(...)) can be read once only."""
     import codecs
     decoder = codecs.getincrementaldecoder("utf-8")()
-    offset = 0
+    offset, text = 0, []
     with open_text(path, "rb") as handle:  # a .gz file's text, not its compressed bytes
         while chunk := _read(handle, path, chunk_size):
             if b"\0" in chunk:
                 raise ValueError(f"{path} is a binary file, not text (a zero byte at offset "
                                  f"{offset + chunk.index(bytes(1))})")
             try:
-                decoder.decode(chunk)
+                decoded = decoder.decode(chunk)
+                if keep:
+                    text.append(decoded)
             except UnicodeDecodeError as error:
                 raise ValueError(f"{path} is not UTF-8 text (byte {offset + error.start}): convert it, "
                                  f"e.g. iconv -f latin1 -t utf-8") from None
@@ -150,6 +152,7 @@ def check_text_file(path, chunk_size=1 << 24):
             decoder.decode(b"", final=True)
         except UnicodeDecodeError:
             raise ValueError(f"{path} is not UTF-8 text (it ends inside a character)") from None
+    return "".join(text) if keep else None
 
 
 def load_stories(source, split="train"):
@@ -215,14 +218,21 @@ def _load_txt(source, files):
 def _load_table(source, files, kind):
     """json, jsonl or parquet files with a 'text' column."""
     import datasets
+    library_log = datasets.logging.get_logger("datasets")
+    level = library_log.level
+    library_log.setLevel("CRITICAL")  # its "Failed to load JSON..." line would come before ours, below
     try:
         dataset = datasets.load_dataset(kind, data_files=[str(f) for f in files], split="train")
     except Exception as error:  # pyarrow and `datasets` raise their own types for a corrupt file
         cause = error.__cause__ or error
         raise UserError(f"cannot read {source} as {kind}: {first_line(cause)}") from None
+    finally:
+        library_log.setLevel(level)
     if "text" not in dataset.column_names:
         raise UserError(f"{source} has no 'text' column (columns: {', '.join(dataset.column_names)})")
     kind_of_text = getattr(dataset.features["text"], "dtype", "a nested structure")
     if kind_of_text not in ("string", "large_string"):
         raise UserError(f"{source}: its 'text' column holds {kind_of_text}, not strings")
-    return dataset.select_columns(["text"]).filter(lambda text: text is not None, input_columns="text")
+    # a story with no text teaches nothing (and a set of them would give a tokenizer of special tokens)
+    return dataset.select_columns(["text"]).filter(
+        lambda texts: [bool(text and text.strip()) for text in texts], input_columns="text", batched=True)

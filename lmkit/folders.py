@@ -184,6 +184,28 @@ def _check_weights(path):
         raise UserError(f"{path} is corrupt or truncated ({first_line(error)}): train the model again") from None
 
 
+def weights_are_finite(model):
+    import torch
+    return all(bool(torch.isfinite(parameter).all()) for parameter in model.parameters())
+
+
+def check_weights_fit(model, report, config_file, weights_file):
+    """A UserError when the weights do not fill the model that config.json describes (a layer missing
+    or left over, a shape that differs: the library would fill the gap with random numbers) or hold
+    a NaN or infinity (the model would still write, and score every text as nan)."""
+    for kind in ("missing_keys", "unexpected_keys", "mismatched_keys"):
+        keys = sorted(key[0] if isinstance(key, tuple) else str(key) for key in report.get(kind, ()))
+        if keys:
+            what = {"missing_keys": "has no weights for", "unexpected_keys": "has weights that no layer takes:",
+                    "mismatched_keys": "has weights of another shape for"}[kind]
+            raise UserError(f"{config_file} does not describe {weights_file.name}: it {what} {keys[0]}"
+                            f"{f' and {len(keys) - 1} more' if len(keys) > 1 else ''}. Copy back the config.json "
+                            f"saved with these weights, or train the model again")
+    if not weights_are_finite(model):
+        raise UserError(f"{weights_file} holds NaN or infinite weights: train the model again "
+                        f"(with a lower LEARNING_RATE)")
+
+
 def load_model(folder, device=None):
     """The model and tokenizer that train_model.py saved in `folder`, ready for generation."""
     from transformers import AutoModelForCausalLM
@@ -202,18 +224,26 @@ def load_model(folder, device=None):
     config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
     if not isinstance(config, dict) or "vocab_size" not in config:
         raise UserError(f"{folder / 'config.json'} is not a model's config: train the model again")
+    if config.get("model_type") != "gpt2":  # another type builds another model, of its own default size
+        raise UserError(f"{folder / 'config.json'} describes a {config.get('model_type')!r} model, and "
+                        f"train_model.py saves GPT-2 ('gpt2'): copy back the config.json saved with the weights")
     matches = (record["tokenizer"] == vocabulary_fingerprint(tokenizer.get_vocab())
                if record and "tokenizer" in record else config.get("vocab_size") == len(tokenizer))
     if not matches:  # e.g. train_tokenizer.py wrote into MODEL_DIR: the ids would mean other words
         raise UserError(f"{folder / 'tokenizer.json'} is not the tokenizer this model was trained with: "
                         f"copy that one back, or train the model again")
     logging.disable_progress_bar()  # a bar for loading a few MB of weights is noise
+    verbosity = logging.get_verbosity()
+    logging.set_verbosity_error()  # the library's load report: its findings become one line below
     try:
-        model = AutoModelForCausalLM.from_pretrained(folder)
+        model, report = AutoModelForCausalLM.from_pretrained(folder, output_loading_info=True,
+                                                             ignore_mismatched_sizes=True)
     except (OSError, ValueError, KeyError, RuntimeError) as error:
         raise UserError(f"cannot load the model in {folder} ({first_line(error)}): train it again") from None
     finally:
+        logging.set_verbosity(verbosity)
         logging.enable_progress_bar()
+    check_weights_fit(model, report, folder / "config.json", weights[0])
     model.config.use_cache = True  # the Trainer saves checkpoints with the KV cache switched off
     model.to(device or pick_device()).eval()
     return model, tokenizer

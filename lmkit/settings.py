@@ -143,6 +143,16 @@ def within(config, name, low, high, *, low_open=False, high_open=False):
         raise UserError(f"{name} must lie in {interval}, not {value}")
 
 
+# numpy takes seeds in [0, 2**32), and transformers.set_seed seeds numpy along with torch
+SEED_RANGE = (0, 2**32 - 1)
+
+
+def check_seed_and_threads(config):
+    """SEED in the range every library takes, THREADS (0 = automatic) at most this machine's cores."""
+    within(config, "SEED", *SEED_RANGE)
+    within(config, "THREADS", 0, os.cpu_count() or 1)
+
+
 def check_writable(path, what, folder=True):
     """A UserError now, before any long work, unless `path` (a folder, created if missing, or a file)
     can be written; `what` names the setting in the message."""

@@ -18,14 +18,29 @@ SPACE_MARK = "\u2581"  # ▁
 
 def split_words(tokenizer, text):
     """The tokens of `text` as the tokenizer cuts them (words with their SPACE_MARK), and their ids
-    ([UNK] where unknown).
+    ([UNK] where unknown), as `tokenizer(text)` reads it: a special token typed in the text
+    ("<|endoftext|>") is that token, and the text between special tokens is cut piece by piece.
 
     Showing these words (through `detokenize`'s `words_before`), rather than decoding the ids, keeps
     a prompt's unknown words visible.
     """
+    import re
     backend = tokenizer.backend_tokenizer
-    words = [word for word, _ in backend.pre_tokenizer.pre_tokenize_str(backend.normalizer.normalize_str(text))]
+    special = sorted(tokenizer.all_special_tokens, key=len, reverse=True)
+    words = []
+    for piece in re.split("(" + "|".join(map(re.escape, special)) + ")", text) if special else [text]:
+        if piece in special:
+            words.append(piece)
+        elif piece:
+            words += [word for word, _ in backend.pre_tokenizer.pre_tokenize_str(backend.normalizer.normalize_str(piece))]
     return words, tokenizer.convert_tokens_to_ids(words)
+
+
+def special_tokens_in(tokenizer, text):
+    """The special tokens typed in `text` ("<|endoftext|>"), which the tokenizer reads as themselves."""
+    special = set(tokenizer.all_special_ids)
+    return [token for token, token_id in zip(*split_words(tokenizer, text)) if token_id in special
+            and token_id != tokenizer.unk_token_id]
 
 
 def detokenize(tokenizer, ids, words_before=()):
@@ -49,8 +64,13 @@ def unknown_words(tokenizer, text):
 
 
 def warn_unknown_words(tokenizer, text):
-    """Say on stderr which words of a prompt the model cannot read."""
+    """Say on stderr which words of a prompt the model cannot read, and which special tokens it holds."""
     missing = unknown_words(tokenizer, text)
     if missing:
         print(f"warning: not in the vocabulary, so the model reads them as {UNK}: {', '.join(missing)}",
+              file=sys.stderr)
+    special = special_tokens_in(tokenizer, text)
+    if special:
+        ends = f"; {EOT} ends a story, so what follows it starts a new one" if EOT in special else ""
+        print(f"warning: the prompt holds {', '.join(special)}, which the model reads as special tokens{ends}",
               file=sys.stderr)

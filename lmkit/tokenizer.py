@@ -15,7 +15,11 @@ MOJIBAKE = [
     ("â€œ", '"'), ("â€\x9d", '"'), ("â€™", "'"), ("â€˜", "'"),
     ("â€”", " - "), ("â€“", " - "), ("â€¦", "..."), ("â€", '"'),
 ]
-TYPOGRAPHY = [("“", '"'), ("”", '"'), ("„", '"'), ("‘", "'"), ("’", "'"), ("—", " - "), ("–", " - "), ("…", "...")]
+TYPOGRAPHY = [("“", '"'), ("”", '"'), ("„", '"'), ("‘", "'"), ("’", "'"), ("—", " - "), ("–", " - "), ("…", "..."),
+              ("\u2010", "-"), ("\u2011", "-")]  # the Unicode hyphens join words as "-" does
+# Characters that show nothing: a byte-order mark at the start of a file (or pasted mid-text) and a
+# zero-width space would otherwise become words of their own, or glue to the word after them.
+INVISIBLE = [("\ufeff", ""), ("\u200b", "")]
 
 # A word is letters joined by apostrophes or hyphens (didn't, lily's, ice-cream); a number is a
 # token; every other visible character is a token of its own. Each may carry SPACE_MARK in front.
@@ -37,7 +41,7 @@ OPENING_MARKS = [SPACE_MARK + '"', SPACE_MARK + "'", "("]
 def build_normalizer(lowercase=True):
     """The readable normalization: the data set's defects repaired, accents stripped, case folded."""
     from tokenizers import normalizers
-    steps = [normalizers.Replace(bad, good) for bad, good in MOJIBAKE + TYPOGRAPHY]
+    steps = [normalizers.Replace(bad, good) for bad, good in INVISIBLE + MOJIBAKE + TYPOGRAPHY]
     steps += [normalizers.NFKD(), normalizers.StripAccents()]  # café -> cafe
     if lowercase:
         steps.append(normalizers.Lowercase())

@@ -3,13 +3,15 @@ model, the Trainer's arguments and callbacks, the loss curve. Functions take pla
 """
 
 import json
+import logging
 import math
 import re
 import zipfile
 from pathlib import Path
 
 from lmkit.data import load_stories
-from lmkit.folders import RUN_RECORD, read_run_record, tokenizer_fingerprint, write_run_record
+from lmkit.folders import RUN_RECORD, read_run_record, tokenizer_fingerprint, weights_are_finite, write_run_record
+from lmkit.settings import first_line
 
 # settings that must match for a checkpoint in MODEL_DIR to be resumed (config.json's names), and
 # train_model.py's names for those of them that are settings
@@ -95,26 +97,60 @@ def build_model(vocab_size, *, context_length, n_embd, n_layer, n_head, dropout=
     return model
 
 
+def training_memory(vocab_size, *, context_length, n_embd, n_layer, n_head, batch_size):
+    """(parameters, bytes a training step needs about) for a GPT-2 of these sizes in fp32: weights,
+    gradients and AdamW's two moments (16 bytes a parameter), and the activations that the backward
+    pass keeps (Korthikanti et al. 2022: s*b*h*(34 + 5*a*s/h) per layer in 16 bits; twice that in 32)."""
+    parameters = (vocab_size + context_length) * n_embd + n_layer * (12 * n_embd**2 + 13 * n_embd) + 2 * n_embd
+    activations = 2 * context_length * batch_size * n_layer * (34 * n_embd + 5 * n_head * context_length)
+    return parameters, 16 * parameters + activations
+
+
+def available_memory(device):
+    """Bytes free now: on the GPU for "cuda", else in main memory (psutil, which accelerate needs)."""
+    if device == "cuda":
+        import torch
+        return torch.cuda.mem_get_info()[0]
+    import psutil
+    return psutil.virtual_memory().available
+
+
 def count_parameters(model):
     total = sum(p.numel() for p in model.parameters())
     embeddings = model.transformer.wte.weight.numel() + model.transformer.wpe.weight.numel()
     return total, total - embeddings  # the LM head shares the token embedding
 
 
-def checkpoint_is_complete(checkpoint):
-    """Whether every file of a Trainer checkpoint was written out in full. The Trainer writes
-    trainer_state.json last, so a save cut short lacks it (or leaves it, or another file, truncated)."""
+# what a resume needs of a Trainer checkpoint: without the optimizer's or scheduler's state, the Trainer
+# would carry on with fresh ones and say nothing
+CHECKPOINT_FILES = ("model.safetensors", "config.json", "trainer_state.json", "optimizer.pt", "scheduler.pt")
+
+
+def checkpoint_problem(checkpoint):
+    """Why the Trainer checkpoint folder cannot be resumed, or None when it can: a file missing or
+    written only in part (the Trainer writes trainer_state.json last, so a save cut short lacks it,
+    or leaves it or another file truncated), or a step in its name that its state does not record."""
     checkpoint = Path(checkpoint)
+    missing = [name for name in CHECKPOINT_FILES if not (checkpoint / name).is_file()]
+    if missing:
+        return f"it has no {' or '.join(missing)}"
     try:
-        json.loads((checkpoint / "trainer_state.json").read_text(encoding="utf-8"))
+        state = json.loads((checkpoint / "trainer_state.json").read_text(encoding="utf-8"))
         json.loads((checkpoint / "config.json").read_text(encoding="utf-8"))
         from safetensors import safe_open
         with safe_open(str(checkpoint / "model.safetensors"), framework="pt") as weights:
             weights.keys()  # safe_open checks the header against the file's length
-    except Exception:  # missing, truncated or garbled: SafetensorError is none of the usual types
-        return False
+    except Exception as error:  # truncated or garbled: SafetensorError is none of the usual types
+        return f"a file is cut short or garbled ({first_line(error)})"
     # torch.save writes zip archives, whose directory is at the end: a cut-short file has none
-    return all(zipfile.is_zipfile(path) for path in checkpoint.glob("*.pt*"))
+    damaged = [path.name for path in sorted(checkpoint.glob("*.pt*")) if not zipfile.is_zipfile(path)]
+    if damaged:
+        return f"{damaged[0]} is cut short"
+    step = state.get("global_step") if isinstance(state, dict) else None
+    named = CHECKPOINT_RE.match(checkpoint.name)
+    if not isinstance(step, int) or (named and int(named[1]) != step):
+        return f"its trainer_state.json records step {step}, not the step in its name"
+    return None
 
 
 def checkpoint_folders(model_dir):
@@ -128,12 +164,13 @@ def checkpoint_folders(model_dir):
 
 
 def find_checkpoints(model_dir):
-    """(the last complete checkpoint in `model_dir` or None, the incomplete ones after it)."""
+    """(the last complete checkpoint in `model_dir` or None, [(an incomplete one after it, why)])."""
     incomplete = []
     for path in checkpoint_folders(model_dir):
-        if checkpoint_is_complete(path):
+        problem = checkpoint_problem(path)
+        if problem is None:
             return path, incomplete
-        incomplete.append(path)
+        incomplete.append((path, problem))
     return None, incomplete
 
 
@@ -297,11 +334,6 @@ def apply_new_schedule(args, state, optimizer, lr_scheduler):
     scheduler._last_lr = [group["lr"] for group in optimizer.param_groups]
 
 
-def weights_are_finite(model):
-    import torch
-    return all(bool(torch.isfinite(parameter).all()) for parameter in model.parameters())
-
-
 def make_thread_callback(every_seconds=20.0):
     """A TrainerCallback that applies the automatic thread policy (lmkit.folders.threads_for) again
     every `every_seconds` of training on a CPU: a program that starts beside a long run takes a
@@ -327,6 +359,20 @@ def make_thread_callback(every_seconds=20.0):
                 self.last = time.monotonic()
 
     return ThreadWatch()
+
+
+class _DropMismatchWarning(logging.Filter):
+    def filter(self, record):
+        return "do not match the ones in the `trainer_state.json`" not in record.getMessage()
+
+
+def quiet_resume_warning():
+    """Drop the Trainer's "arguments do not match the ones in trainer_state.json" warning on resume: it
+    compares our shares of the run (EVAL_STEPS 0 = 0.2) with the step counts they became, so it fires on
+    every resume; train_model.py names the settings that really differ from the checkpoint's."""
+    logger = logging.getLogger("transformers.trainer_utils")
+    if not any(isinstance(existing, _DropMismatchWarning) for existing in logger.filters):
+        logger.addFilter(_DropMismatchWarning())
 
 
 def make_guard_callback(run_record=None, after_first_save=None):

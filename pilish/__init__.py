@@ -8,6 +8,7 @@ The modules, in the order a text flows through them:
   plan        for each digit position, the word lengths that may come next
   processor   the LogitsProcessor that masks every token breaking the Pilish, and the stopping criteria
   prior       the writing prior: whole-text rules and the training data's n-grams
+  lookahead   a cost for a word after which the next digit can only be spelled badly ("the" before a 1)
   writing     `write`: the window loop that drives `model.generate`, and its `WriteOptions`
   fluency     the measure of how much a text reads like the stories (no torch, no model)
 

@@ -21,7 +21,7 @@ from functools import lru_cache
 
 import mpmath
 
-from pilish.tokens import WORD_RE, letters_in
+from pilish.tokens import letters_in, words_in
 
 RULES = ("basic", "standard")
 NAMED_DIGITS = ("pi", "e", "phi", "sqrt2")
@@ -156,12 +156,12 @@ class Verification:
 def verify(text: str, digits: str, rules: str) -> Verification:
     """Check that the words of `text` spell exactly `digits` under `rules`.
 
-    Words are found with WORD_RE, so punctuation is ignored and "don't" is one 4-letter word.
+    Words are found with `words_in`, so punctuation is ignored and "don't" is one 4-letter word.
     """
     check_rules(rules)
     total = len(digits)
     position = 0  # digits spelled so far
-    words = (word for word in WORD_RE.findall(text) if letters_in(word) > 0)
+    words = (word for word in words_in(text) if letters_in(word) > 0)
     for number, word in enumerate(words, start=1):
         n_letters = letters_in(word)
         if position == total:

@@ -9,6 +9,7 @@ Torch-free.
 from __future__ import annotations
 
 import re
+import unicodedata
 
 from lmkit.text import SPACE_MARK
 
@@ -22,12 +23,19 @@ CLOSING_MARKS = (".", "!", "?")
 # has at most about 3n tokens.
 QUOTES = "\"'"
 
-# A word in free text: letters, possibly joined by apostrophes or hyphens ("don't", "well-known").
-# [^\W\d_] is "a word character that is neither a digit nor an underscore", i.e. a letter.
-WORD_RE = re.compile(r"[^\W\d_]+(?:['’-][^\W\d_]+)*")
+# A word in free text: letters, possibly joined by apostrophes or hyphens ("don't", "well-known";
+# the Unicode hyphens U+2010 and U+2011 join like "-"). [^\W\d_] is "a word character that is
+# neither a digit nor an underscore", i.e. a letter. Match it against `words_in`'s NFC text.
+WORD_RE = re.compile(r"[^\W\d_]+(?:['’\u2010\u2011-][^\W\d_]+)*")
 
 # Kinds of token, for what punctuation may follow them.
 WORD, MARK, OTHER = 0, 1, 2
+
+
+def words_in(text: str) -> list[str]:
+    """The words of `text` (WORD_RE) in composed form (NFC): "o" plus a combining accent is the one
+    letter "ó", as a reader counts it, not a break between two words."""
+    return WORD_RE.findall(unicodedata.normalize("NFC", text))
 
 
 def letters_in(word: str) -> int:

@@ -15,7 +15,11 @@ import torch
 
 from pilish.rules import digits_of_word
 from pilish.tokens import (CLOSING_MARKS, MARK, OTHER, WORD, is_punctuation_token, is_quote_token, is_word_token,
-                           letters_in)
+                           letters_in, token_text)
+
+# The English words of one letter. The stories' other single letters ("x marks the spot", "mr. s")
+# read as no word where a digit 1 needs one ("a y a special tree"), so they never stand as words.
+ONE_LETTER_WORDS = ("a", "i")
 
 
 @dataclass(frozen=True)
@@ -23,7 +27,7 @@ class VocabularyTables:
     """Per-token facts of a vocabulary (one entry per token id)."""
 
     letters: torch.LongTensor  # letters in the token (▁ and marks count none)
-    is_word: torch.BoolTensor  # may stand as a word (not banned)
+    is_word: torch.BoolTensor  # may stand as a word (not banned; of one letter, only ONE_LETTER_WORDS)
     is_mark: torch.BoolTensor  # a mark that may follow a word (. , ! ? ; :), not banned nor an end token
     is_quote: torch.BoolTensor  # a quote that may follow a mark (`said, "`), not banned nor an end token
     is_closing: torch.BoolTensor  # a mark a text may end on (. ! ?), not banned
@@ -67,7 +71,8 @@ def vocabulary_tables(vocab: tuple[str, ...], banned_ids: tuple[int, ...] = (),
     size = len(vocab)
     banned, is_end = _mask(size, banned_ids), _mask(size, end_ids)
     letters = torch.tensor([letters_in(token) for token in vocab], dtype=torch.long)
-    is_word = torch.tensor([is_word_token(token) for token in vocab], dtype=torch.bool) & ~banned
+    is_word = torch.tensor([is_word_token(token) and (letters_in(token) != 1 or token_text(token).lower() in
+                            ONE_LETTER_WORDS) for token in vocab], dtype=torch.bool) & ~banned
     is_punctuation = torch.tensor([is_punctuation_token(token) for token in vocab], dtype=torch.bool)
     is_punctuation &= ~banned & ~is_end
     is_quote = is_punctuation & torch.tensor([is_quote_token(token) for token in vocab], dtype=torch.bool)

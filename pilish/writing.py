@@ -2,7 +2,7 @@
 
 The text is written in windows: each call to `generate` sees the last 3/4 of the model's context
 while the processor carries the digit position over, so a 10,000-digit text is ~200 windows. How
-it writes (rules, punctuation, decoding, the prior) is one `WriteOptions`, whose fields are
+it writes (rules, punctuation, decoding, the n-gram mix) is one `WriteOptions`, whose fields are
 pilish_generate.py's settings of the same (lowercase) names.
 """
 
@@ -15,6 +15,8 @@ import torch
 
 from lmkit.scoring import context_window
 from lmkit.text import SPACE_MARK, detokenize, split_words
+from pilish.lookahead import NextDigitLookahead, lookahead_table
+from pilish.ngram import NgramModel
 from pilish.prior import WritingPrior
 from pilish.processor import PilishLogitsProcessor, PilishStoppingCriteria
 from pilish.rules import PilishError, Verification, check_digit_string, check_rules, verify
@@ -39,10 +41,9 @@ class WriteOptions:
     repetition_penalty: float = 1.2  # generate's own rule (1.0 = off)
     no_repeat_words: int = 3  # no run of this many words twice in the whole text (0 = off)
     no_immediate_repeat: bool = True  # never the same word twice in a row
-    bigram_bonus: float = 2.0  # for words that follow the last word in the training data
-    trigram_bonus: float = 2.0  # for words that follow the last two words there
-    mark_bonus: float = 3.0  # for marks that follow the last two tokens there
+    ngram_weight: float = 0.7  # the n-gram model's share in the mix with the model (0 = the model alone)
     balance_quotes: bool = True  # a double quote opens only when none is open, closes only an open one
+    lookahead_weight: float = 1.0  # cost for a word after which the next digit reads badly (0 = off)
     context_length: int = 0  # tokens of context per window (0 = all the model was trained on)
 
     def __post_init__(self):
@@ -51,6 +52,10 @@ class WriteOptions:
             raise PilishError(f"decoding must be one of {', '.join(DECODINGS)}, not {self.decoding!r}")
         if self.num_beams < 1:
             raise PilishError(f"the number of beams must be at least 1, not {self.num_beams}")
+        if self.lookahead_weight < 0:
+            raise PilishError(f"the look-ahead weight must be at least 0, not {self.lookahead_weight}")
+        if not 0 <= self.ngram_weight <= 1:
+            raise PilishError(f"the n-gram weight must be between 0 and 1, not {self.ngram_weight}")
 
     @classmethod
     def from_settings(cls, settings) -> WriteOptions:
@@ -71,10 +76,10 @@ class WriteOptions:
         return dict(do_sample=True, temperature=self.temperature, top_k=self.top_k or None, top_p=self.top_p,
                     **common)
 
-    def uses_prior(self, ngrams: dict | None) -> bool:
-        """Whether any rule or bonus of the WritingPrior is on (the bonuses only with n-grams to use)."""
-        bonus = ngrams and (self.bigram_bonus or self.trigram_bonus or self.mark_bonus)
-        return bool(self.balance_quotes or self.no_repeat_words or self.no_immediate_repeat or bonus)
+    def uses_prior(self, ngrams: NgramModel | None) -> bool:
+        """Whether any rule of the WritingPrior, or its n-gram mix, is on (the mix only with a model to mix)."""
+        mixes = ngrams is not None and self.ngram_weight > 0
+        return bool(self.balance_quotes or self.no_repeat_words or self.no_immediate_repeat or mixes)
 
 
 @dataclass
@@ -106,9 +111,10 @@ def check_prompt(tokenizer, prompt: str, digits: str, rules: str = "basic"):
     return words, prompt_ids, spelled
 
 
-def make_processors(tokenizer, digits: str, options: WriteOptions, ngrams: dict | None = None, start_digit: int = 0):
-    """(the `logits_processor` list for `generate`: the prior, if on, then the Pilish mask; the
-    Pilish processor; its stopping criteria)."""
+def make_processors(tokenizer, digits: str, options: WriteOptions, ngrams: NgramModel | None = None,
+                    start_digit: int = 0):
+    """(the `logits_processor` list for `generate`: the prior and the look-ahead, if on, then the
+    Pilish mask; the Pilish processor; its stopping criteria)."""
     tables = tables_for(tokenizer)
     processor = PilishLogitsProcessor(tables, digits, rules=options.rules, start_digit=start_digit,
                                       allow_punctuation=options.allow_punctuation,
@@ -119,20 +125,24 @@ def make_processors(tokenizer, digits: str, options: WriteOptions, ngrams: dict 
         quotes = ([i for i, token in enumerate(vocab) if token == SPACE_MARK + '"'],
                   [i for i, token in enumerate(vocab) if token == '"']) if options.balance_quotes else ((), ())
         processors.insert(0, WritingPrior(
-            tables.is_word, options.no_repeat_words, options.no_immediate_repeat, ngrams, options.bigram_bonus,
-            options.trigram_bonus, options.mark_bonus, quotes))
+            tables.is_word, options.no_repeat_words, options.no_immediate_repeat, ngrams, options.ngram_weight,
+            quotes))
+    if options.lookahead_weight and ngrams is not None:  # just before the mask
+        marks = (tables.is_mark | tables.is_quote).nonzero()[:, 0]
+        table = lookahead_table(ngrams.trigrams.keys, tables.ids_with_length, marks)
+        processors.insert(-1, NextDigitLookahead(processor, table, options.lookahead_weight))
     return processors, processor, PilishStoppingCriteria(processor)
 
 
 def write(model, tokenizer, digits: str, options: WriteOptions = WriteOptions(), *, prompt: str = "",
-          topic: str = "", ngrams: dict | None = None, progress=None) -> PilishText:
+          topic: str = "", ngrams: NgramModel | None = None, progress=None) -> PilishText:
     """Make `model` write Pilish that spells `digits` under `options.rules`, continuing `prompt`.
 
     The prompt's own words must spell the first digits. `topic` is text the model reads first, to
     say what the Pilish is about ("Once upon a time, there was a dragon named Max."): it spells no
     digits and is not part of the returned text; it stays pinned at the start of every window, so a
-    long text keeps its subject. `ngrams` (from `pilish.prior.ngram_table`) feed the prior's
-    bonuses. `progress`, if given, is a tqdm-like object whose `update(n)` hears of every n digits spelled.
+    long text keeps its subject. `ngrams` (a `pilish.ngram.NgramModel`) is mixed with the model's
+    distribution at `options.ngram_weight`. `progress`, if given, is a tqdm-like object whose `update(n)` hears of every n digits spelled.
     """
     words, prompt_ids, spelled = check_prompt(tokenizer, prompt, digits, options.rules)
     topic_ids = split_words(tokenizer, topic)[1] if topic.strip() else []
@@ -144,7 +154,7 @@ def write(model, tokenizer, digits: str, options: WriteOptions = WriteOptions(),
     while True:
         window_ids = windows.ids(generated)
         processor.restart(window_ids.shape[1], position)
-        if len(processors) > 1:
+        if isinstance(processors[0], WritingPrior):
             processors[0].restart(windows.text_ids + generated, window_ids.shape[1])
         new, written = windows.generate(window_ids, processors, stopping)
         before, position = position, int(processor.positions(written)[0])

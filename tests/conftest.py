@@ -1,4 +1,5 @@
 import os
+import re
 import tempfile
 from pathlib import Path
 
@@ -36,6 +37,27 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 TINY_MODEL = ["--n_layer=1", "--n_head=2", "--n_embd=32", "--context_length=32", "--batch_size=8",
               "--learning_rate=0.01", "--warmup=0.1", "--logging_steps=5"]
+
+
+def mutated_module_tests(mutant):
+    """The test file that mirrors the module of a mutmut mutant name ("lmkit.training.x_f__mutmut_3" ->
+    test_training.py, "pilish.prior.xǁWritingPriorǁf__mutmut_1" -> test_pilish_prior.py, "train_model.x_main..."
+    -> test_train_model.py)."""
+    module = re.split(r"\.x[_ǁ]", mutant, maxsplit=1)[0]
+    package, _, name = module.rpartition(".")
+    return f"test_{'pilish_' if package == 'pilish' else ''}{name}.py"
+
+
+def pytest_collection_modifyitems(config, items):
+    """Under mutation testing (mutmut names the mutant in MUTANT_UNDER_TEST and runs with -x), the mutated
+    module's own tests first and the benchmarks' smoke runs last: a caught mutant then costs seconds, not
+    the slowest tests. A plain run keeps the usual order."""
+    mutant = os.environ.get("MUTANT_UNDER_TEST", "")
+    if "__mutmut_" not in mutant:
+        return
+    mirror = mutated_module_tests(mutant)
+    rank = {mirror: 0, "test_bench.py": 2}
+    items.sort(key=lambda item: rank.get(item.path.name, 1))  # stable: file order within each group
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -82,6 +104,41 @@ def fixture_folder(tmp_path_factory, name):
     return folder, ready
 
 
+# mutmut's traced run credits a function to the tests that reached it; a session fixture's work (training
+# the tiny model) happens inside the first test that asks for it, so every later test that reads the
+# model would look unrelated to the training code. Under that run, each fixture notes the functions it
+# reached and every test that uses it is credited with them too.
+TRACING = os.environ.get("MUTANT_UNDER_TEST") == "stats"
+FIXTURE_HITS = {}
+
+
+class traced_as:
+    """Under mutmut's traced run, note the functions reached inside the block as `name`'s."""
+
+    def __init__(self, name):
+        self.name = name
+
+    def __enter__(self):
+        if TRACING:  # collect the block's hits apart (a function reached before it counts for it too)
+            from mutmut.state import state
+            self.outside, state()._stats = state()._stats, set()
+
+    def __exit__(self, *exc):
+        if TRACING:
+            from mutmut.state import state
+            FIXTURE_HITS[self.name] = inside = state()._stats
+            state()._stats = self.outside | inside
+
+
+@pytest.fixture(autouse=True)
+def credit_session_fixtures(request):
+    if TRACING:
+        from mutmut.state import state
+        for name in request.fixturenames:
+            state()._stats.update(FIXTURE_HITS.get(name, ()))
+    yield
+
+
 @pytest.fixture(scope="session")
 def corpus_file(tmp_path_factory):
     folder, _ = fixture_folder(tmp_path_factory, "data")
@@ -92,7 +149,8 @@ def corpus_file(tmp_path_factory):
 def tokenizer_dir(corpus_file, tmp_path_factory):
     folder, ready = fixture_folder(tmp_path_factory, "tokenizer")
     if not ready:
-        run_main(train_tokenizer, [f"--dataset={corpus_file}", f"--tokenizer_dir={folder}", "--held_out=0.05"])
+        with traced_as("tokenizer_dir"):
+            run_main(train_tokenizer, [f"--dataset={corpus_file}", f"--tokenizer_dir={folder}", "--held_out=0.05"])
         (folder / ".complete").touch()
     return folder
 
@@ -102,7 +160,8 @@ def model_dir(corpus_file, tokenizer_dir, tmp_path_factory):
     """A tiny model trained for a few dozen steps: enough to have learnt the corpus' shape."""
     folder, ready = fixture_folder(tmp_path_factory, "model")
     if not ready:
-        run_main(train_model, [f"--dataset={corpus_file}", f"--tokenizer_dir={tokenizer_dir}",
-                               f"--model_dir={folder}", "--max_steps=60", *TINY_MODEL])
+        with traced_as("model_dir"):
+            run_main(train_model, [f"--dataset={corpus_file}", f"--tokenizer_dir={tokenizer_dir}",
+                                   f"--model_dir={folder}", "--max_steps=60", *TINY_MODEL])
         (folder / ".complete").touch()
     return folder

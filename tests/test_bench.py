@@ -4,6 +4,7 @@ the layout of bench/: modules run with `python -m bench.NAME`, that import only 
 bench's own helpers."""
 
 import ast
+import math
 import re
 import subprocess
 import sys
@@ -11,6 +12,7 @@ import sys
 import pytest
 
 import bench.generate_speed
+import bench.markov_pilish
 import bench.lm_loss_speed
 import bench.pilish_search
 import bench.quality
@@ -20,7 +22,7 @@ from bench.support import command_line
 from conftest import ROOT, run_main
 
 BENCHES = ["generate_speed", "lm_loss_speed", "pilish_search", "quality", "tokenizer_quality", "train_speed"]
-HELPERS = {"bench.support", "bench.pilish_texts"}  # what a benchmark may import from bench/
+HELPERS = {"bench.support", "bench.pilish_texts", "bench.markov_pilish"}  # what a benchmark may import from bench/
 SCRIPTS = {"train_tokenizer", "train_model", "generate", "pilish_generate"}
 
 
@@ -70,6 +72,7 @@ def test_quality(no_record, model_dir, corpus_file, capsys):
     pilish_rows = [line for line in table.splitlines() if line.startswith("Pilish")]
     # beam and sample, before and after issue 11's settings, at 20 and 40 digits: every text exact
     assert len(pilish_rows) == 8 and all("✓ 1/1" in row for row in pilish_rows), out
+    assert "✓ 1/1" in table_row(table, "Markov chain (peer), beam 16, 40 digits"), out
     assert re.search(r"\[UNK\] rate of stories\.txt's words: 0\.00% of [\d,]+", out)
     assert "(not recorded: --record=false)" in out
 
@@ -167,3 +170,45 @@ def test_help_lists_the_settings(script):
     assert result.returncode == 0, result.stderr
     assert f"python -m bench.{script}" in result.stdout
     assert "--record=True" in result.stdout and "python bench/" not in result.stdout
+
+
+def test_markov_chain_scores_with_stupid_backoff(tokenizer_dir):
+    from bench.markov_pilish import MarkovChain
+    from transformers import AutoTokenizer
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
+    stories = ["the cat in the park.", "the cat in the house.", "the dog in the park."]
+    chain = MarkovChain(tokenizer, stories, min_count=1)
+    the, cat, dog, in_, park, house = tokenizer.convert_tokens_to_ids(
+        ["▁the", "▁cat", "▁dog", "▁in", "▁park", "▁house"])
+    assert chain.log_score(the, cat, in_) == 0.0  # the trigram's relative frequency: 2 of 2
+    assert chain.log_score(in_, the, house) == pytest.approx(math.log(1 / 3))
+    assert chain.log_score(park, the, cat) == pytest.approx(math.log(0.4 * 2 / 6))  # back off to "the cat": 2 of 6
+    assert chain.log_score(house, dog, park) == pytest.approx(math.log(0.4 ** 2 * 2 / 18))  # to "park": 2 of 18
+    assert [token for _, token in chain.best(the, cat, "2")] == [in_]  # the likeliest 2-letter word after "the cat"
+    # from 2 on, "in the house" (seen once) backs off to "the house" (once too) and to "house": 1 of 18
+    cutoff = MarkovChain(tokenizer, stories, min_count=2)
+    assert cutoff.log_score(in_, the, house) == pytest.approx(math.log(0.4 ** 2 * 1 / 18))
+    assert cutoff.log_score(in_, the, park) == pytest.approx(math.log(2 / 3))
+
+
+def test_markov_pilish_is_exact_and_never_repeats_a_word(tokenizer_dir, corpus_file, capsys):
+    from bench.markov_pilish import MarkovChain, markov_text
+    from pilish.fluency import read_stories, tokens
+    from pilish.rules import get_digits, verify
+    from transformers import AutoTokenizer
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
+    digits = get_digits("pi", 100)
+    ids, text = markov_text(MarkovChain(tokenizer, read_stories(corpus_file)), tokenizer, digits, num_beams=4)
+    assert verify(text, digits, "basic").ok and len(ids) >= 100
+    words = [token for token in tokens(text) if token[0].isalpha()]
+    assert all(a != b for a, b in zip(words, words[1:])) and re.search(r"[.,!?]", text)
+    run_main(bench.markov_pilish, [f"--model_dir={tokenizer_dir}", f"--train_file={corpus_file}",
+                                   "--num_digits=30", "--num_beams=2"])
+    assert "✓ 30/30 digits of pi" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("name", ["markov_pilish", "blind_reading"])
+def test_the_reading_tools_import_only_the_library(name):
+    imported, edits_path = imports_and_path_edits(ROOT / "bench" / f"{name}.py")
+    others = {module for module in imported if module.startswith("bench.") and module.rsplit(".", 1)[0] == "bench"}
+    assert others <= {"bench.support"} and not imported & SCRIPTS and not edits_path

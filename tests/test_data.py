@@ -186,3 +186,123 @@ def test_hf_hub_offline_0_without_network_fails_in_one_line():
                             capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "0"}, timeout=30)
     assert result.returncode == 1 and result.stderr.count("\n") == 1, result.stderr
     assert "cannot reach the Hugging Face hub" in result.stderr
+
+
+# ---- pinned by mutation testing (issue 23): names in capitals, same-size edits, damaged text
+
+
+def test_suffixes_are_read_in_any_case(tmp_path):
+    assert [data.local_format(name) for name in ("A.TXT", "b.Jsonl", "c.JSON.GZ", "d.txt.GZ", "e.PARQUET",
+                                                   "f.parquet.gz", "g.csv", "h")] == [
+        "text", "json", "json", "text", "parquet", None, None, None]
+    plain = corpus.write_txt(tmp_path / "s.txt", ["Upper case one.", "Upper case two."])
+    packed = gzip_copy(plain, tmp_path / "STORIES.TXT.GZ")
+    assert texts(load_stories(str(packed))) == ["Upper case one.", "Upper case two."]
+    with data.open_text(packed) as handle:
+        assert handle.read().startswith("Upper case one.")
+    with data.open_text(packed, "rb") as handle:
+        assert handle.read(5) == b"Upper"  # the text, not the compressed bytes
+
+
+def test_an_edit_of_the_same_size_is_read_again(tmp_path):
+    path = corpus.write_txt(tmp_path / "same.txt", ["Cat sat."])
+    assert texts(load_stories(str(path))) == ["Cat sat."]
+    size = path.stat().st_size
+    corpus.write_txt(path, ["Dog ran."])
+    assert path.stat().st_size == size
+    stamp = path.stat().st_mtime + 5  # a later modification time, as a real edit has
+    os.utime(path, (stamp, stamp))
+    assert texts(load_stories(str(path))) == ["Dog ran."]
+
+
+def test_a_file_cut_inside_a_character_or_holding_binary_is_refused(tmp_path):
+    cut = tmp_path / "cut.txt"
+    cut.write_bytes("Once upon a time, a café".encode("utf-8")[:-1])  # the é's second byte lost
+    with pytest.raises(ValueError, match="cut.txt is not UTF-8 text \\(it ends inside a character\\)"):
+        data.check_text_file(cut)
+    with pytest.raises(UserError, match="ends inside a character"):
+        load_stories(str(cut))
+    latin = tmp_path / "latin.txt"
+    latin.write_bytes(b"Hello caf\xe9 and more")
+    with pytest.raises(ValueError, match="latin.txt is not UTF-8 text \\(byte 9\\)"):
+        data.check_text_file(latin)
+    binary = tmp_path / "zero.txt"
+    binary.write_bytes(b"abcdef" + bytes(1) + b"more")
+    with pytest.raises(ValueError, match="zero.txt is a binary file, not text \\(a zero byte at offset 6\\)"):
+        data.check_text_file(binary)
+    with pytest.raises(ValueError, match="a zero byte at offset 6\\)"):
+        data.check_text_file(binary, chunk_size=2)  # the offset counts every earlier chunk
+    whole = tmp_path / "whole.txt"
+    whole.write_bytes("café au lait".encode("utf-8"))
+    data.check_text_file(whole, chunk_size=4)  # a character split between chunks is fine
+
+
+def test_a_story_glued_to_the_marker_and_the_last_story_without_one_are_kept(tmp_path):
+    path = tmp_path / "g.txt"
+    path.write_text("First.\n<|endoftext|>Second, glued.\nStill second.\n<|endoftext|>\n\nLast, no marker.\n",
+                    encoding="utf-8")
+    assert texts(load_stories(str(path))) == ["First.", "Second, glued.\nStill second.", "Last, no marker."]
+    blank = tmp_path / "blank.txt"
+    blank.write_text("\n\nOne.\nStill one.\n\n\n\nTwo.", encoding="utf-8")
+    assert texts(load_stories(str(blank))) == ["One.\nStill one.", "Two."]
+
+
+def test_the_sample_file_of_each_split():
+    assert data.sample_file() == SAMPLE_DIR / "train.txt.gz"
+    assert data.sample_file("validation") == SAMPLE_DIR / "valid.txt.gz"
+
+
+def test_a_missing_bundled_sample_is_a_clear_error(tmp_path, monkeypatch):
+    monkeypatch.setattr(data, "SAMPLE_DIR", tmp_path)
+    with pytest.raises(UserError, match="the bundled sample is missing: no .*train.txt.gz"):
+        data.sample_file("train")
+
+
+def test_hub_errors_name_the_set_and_the_way_out(monkeypatch):
+    monkeypatch.setattr(data, "hub_offline", lambda: True)
+    import datasets
+
+    def load_dataset(source, split):
+        raise ValueError(f'Unknown split "{split}". Should be one of [\'train\'].\nmore')
+    monkeypatch.setattr(datasets, "load_dataset", load_dataset)
+    with pytest.raises(UserError, match="^could not load data set 'someone/set': Unknown split \"test\"") as error:
+        load_stories("someone/set", split="test")
+    assert "\n" not in str(error.value)
+
+    def unreachable(source, split):
+        raise ConnectionError("Couldn't reach 'someone/set' on the Hub (LocalEntryNotFoundError)")
+    monkeypatch.setattr(datasets, "load_dataset", unreachable)
+    with pytest.raises(UserError, match="cannot reach the Hugging Face hub to download 'someone/set'"):
+        load_stories("someone/set")
+
+    def other(source, split):
+        raise OSError("disk full\nsecond line")
+    monkeypatch.setattr(datasets, "load_dataset", other)
+    with pytest.raises(UserError, match="^could not load data set 'someone/set' from the hub: disk full$"):
+        load_stories("someone/set")
+
+
+def test_a_hub_name_is_never_taken_for_a_local_path(monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)
+    seen = []
+    monkeypatch.setattr(data, "_load_from_hub", lambda source, split: seen.append((source, split)) or "hub")
+    assert load_stories("someone/set", split="validation") == "hub" and seen == [("someone/set", "validation")]
+    for local in ("./someone/set", "~/no-such-folder-here", "/no/such/set", "missing.jsonl"):
+        with pytest.raises(UserError, match="no such file or folder"):
+            load_stories(local)
+    assert len(seen) == 1
+
+
+@pytest.mark.parametrize("endpoint, address", [("https://huggingface.co", ("huggingface.co", 443)),
+                                               ("http://mirror.example", ("mirror.example", 80)),
+                                               ("http://127.0.0.1:9", ("127.0.0.1", 9))])
+def test_the_hub_check_knocks_on_the_endpoints_port(monkeypatch, endpoint, address):
+    from huggingface_hub import constants
+    knocked = []
+
+    def connect(where, timeout):
+        knocked.append((where, timeout))
+        raise OSError("refused")
+    monkeypatch.setattr(constants, "ENDPOINT", endpoint)
+    monkeypatch.setattr(data.socket, "create_connection", connect)
+    assert data._hub_reachable(timeout=2.5) is False and knocked == [(address, 2.5)]

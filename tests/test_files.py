@@ -76,3 +76,23 @@ def test_a_lock_whose_run_is_gone_is_taken_over(tmp_path):
     os.utime(lock, (0, 0))  # ... and long ago: stale
     with files.folder_lock(tmp_path, "MODEL_DIR"):
         pass
+
+
+def test_a_save_that_fails_names_the_folder(tmp_path):
+    class Failing:
+        def save_pretrained(self, folder):
+            raise OSError(errno.EACCES, "Permission denied")
+
+    (tmp_path / "out").mkdir()
+    with pytest.raises(UserError, match=f"cannot write {tmp_path / 'out'}: Permission denied"):
+        files.save_pretrained(Failing(), tmp_path / "out")
+    assert list((tmp_path / "out").iterdir()) == []  # its temporary folder is gone too
+
+
+@pytest.mark.parametrize("pid", ["not-a-number", 10**30])
+def test_a_lock_with_a_pid_that_cannot_be_checked_is_not_taken_over(tmp_path, pid):
+    (tmp_path / ".lock").write_text(json.dumps({"pid": pid, "host": socket.gethostname(), "started": "earlier"}))
+    with pytest.raises(UserError, match="in use by another run"):
+        with files.folder_lock(tmp_path, "MODEL_DIR"):
+            pass
+    assert json.loads((tmp_path / ".lock").read_text())["pid"] == pid  # left as it was

@@ -160,8 +160,11 @@ def test_a_prompt_as_long_as_the_context_is_an_error(model_dir):
     model, tokenizer = load_model(model_dir, device="cpu")
     with pytest.raises(UserError, match="as long as the model's whole context"):
         generate.generate(model, tokenizer, [" ".join(["cat"] * 31)], settings(model_dir))
-    results, _ = generate.generate(model, tokenizer, [" ".join(["cat"] * 30)], settings(model_dir, "--temperature=0"))
-    assert results[0][0][1].count("cat") >= 30  # one token of room: still a continuation
+    prompt = " ".join(["cat"] * 30)
+    results, new_tokens = generate.generate(model, tokenizer, [prompt], settings(model_dir, "--temperature=0"))
+    # one token of room: still a continuation, of exactly that one token (a count of "cat" >= 30 held
+    # whether or not anything was generated)
+    assert new_tokens == 1 and results[0][0][1].startswith(prompt)
 
 
 def test_no_prompts_is_an_error(tmp_path):
@@ -209,3 +212,18 @@ def test_pipeline_after_an_opening_quote_writes_words_with_the_documented_space(
     assert text.startswith(prompt) and continuation.startswith(" ")  # new words decoded alone (README)
     words = re.findall(r"[a-z]+(?:'[a-z]+)*", continuation)
     assert words and all(word in vocabulary for word in words)
+
+
+def test_the_seed_setting_is_the_seed_used(model_dir, capsys):
+    """The same --seed gives the same text (above); another seed, another text: --seed reaches set_seed."""
+    texts = []
+    for seed in (1, 2, 1):
+        run_main(generate, [f"--model_dir={model_dir}", "--prompt=once upon a time", f"--seed={seed}",
+                            "--max_new_tokens=30", "--temperature=1.5", "--top_k=0", "--top_p=1"])
+        texts.append(capsys.readouterr().out)
+    assert texts[0] == texts[2] != texts[1]
+
+
+def test_the_hint_names_the_next_script_with_this_model(model_dir, capsys):
+    run_main(generate, [f"--model_dir={model_dir}", "--prompt=once upon a time", "--max_new_tokens=3"])
+    assert f"next: python pilish_generate.py --model_dir={model_dir}" in capsys.readouterr().err

@@ -180,3 +180,94 @@ def test_a_model_trained_with_the_chunked_loss_saves_as_a_plain_gpt2(tmp_path):
     assert type(loaded) is GPT2LMHeadModel and "forward" not in vars(loaded)
     torch.testing.assert_close(loaded(ids).logits, model(input_ids=ids).logits)
     assert loaded.generate(ids[:1, :4], max_new_tokens=3, do_sample=False, pad_token_id=0).shape == (1, 7)
+
+
+# ---- pinned by mutation testing (issue 23): the cases the parity tests above leave out
+
+
+def reference_loss(hidden, weight, targets, ignore_index=-100):
+    """The summed cross-entropy of hidden @ weight.T, written directly."""
+    return torch.nn.functional.cross_entropy(hidden @ weight.T, targets, ignore_index=ignore_index, reduction="sum")
+
+
+def random_case(tokens=40, width=8, vocabulary=30, seed=0):
+    generator = torch.Generator().manual_seed(seed)
+    hidden = torch.randn(tokens, width, generator=generator)
+    weight = torch.randn(vocabulary, width, generator=generator)
+    targets = torch.randint(0, vocabulary, (tokens,), generator=generator)
+    return hidden, weight, targets
+
+
+@pytest.mark.parametrize("frozen", ["weight", "hidden"])
+def test_gradients_flow_when_only_one_input_needs_them(frozen):
+    """A frozen output layer (fine-tuning the body only), or frozen hidden states: the other still gets
+    its gradient."""
+    hidden, weight, targets = random_case()
+    hidden.requires_grad_(frozen != "hidden")
+    weight.requires_grad_(frozen != "weight")
+    lm_loss.ChunkedCrossEntropy.apply(hidden, weight, targets, 7, -100).backward()
+    want_hidden, want_weight = hidden.detach().clone().requires_grad_(), weight.detach().clone().requires_grad_()
+    reference_loss(want_hidden, want_weight, targets).backward()
+    live, want = (weight, want_weight) if frozen == "hidden" else (hidden, want_hidden)
+    torch.testing.assert_close(live.grad, want.grad, rtol=1e-5, atol=1e-6)
+    assert (hidden if frozen == "hidden" else weight).grad is None
+
+
+def test_another_ignore_index_is_honoured():
+    hidden, weight, labels = random_case()
+    labels[::3] = -1
+    hidden.requires_grad_()
+    loss = lm_loss.lm_loss(hidden.unsqueeze(0), weight, labels.unsqueeze(0), chunk_size=6, ignore_index=-1)
+    want_hidden = hidden.detach().clone().requires_grad_()
+    want = torch.nn.functional.cross_entropy(want_hidden[:-1] @ weight.T, labels[1:], ignore_index=-1)
+    assert loss.item() == pytest.approx(want.item(), rel=1e-6)
+    loss.backward(), want.backward()
+    torch.testing.assert_close(hidden.grad, want_hidden.grad, rtol=1e-5, atol=1e-7)
+
+
+def test_ignored_tokens_change_neither_the_loss_nor_any_gradient():
+    """What an ignored position holds must not matter, in fp32 and with bf16 matmuls (the output layer's
+    gradient sums over every row of a chunk)."""
+    hidden, weight, targets = random_case(tokens=48)
+    targets[5:30] = -100
+    other = hidden.clone()
+    other[5:30] = torch.randn(25, hidden.shape[1]) * 10
+    for autocast in (False, True):
+        results = []
+        for states in (hidden, other):
+            states, matrix = states.clone().requires_grad_(), weight.clone().requires_grad_()
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+                total = lm_loss.ChunkedCrossEntropy.apply(states, matrix, targets, 16, -100)
+            total.backward()
+            results.append((total.item(), matrix.grad, states.grad))
+        (loss_a, weight_a, hidden_a), (loss_b, weight_b, hidden_b) = results
+        assert loss_a == loss_b and torch.equal(weight_a, weight_b), f"autocast={autocast}"
+        assert torch.equal(hidden_a[30:], hidden_b[30:]) and hidden_a[5:30].abs().sum() == 0
+        assert weight_a.abs().sum() > 0
+
+
+def test_shift_labels_alone_give_the_loss_of_the_labels():
+    model = lm_loss.use_chunked_loss(tiny_model(), 16)
+    ids = packed_blocks(300)
+    from_labels = model(input_ids=ids, labels=ids).loss
+    shifted = torch.nn.functional.pad(ids, (0, 1), value=-100)[..., 1:]
+    from_shifted = model(input_ids=ids, shift_labels=shifted).loss
+    assert from_shifted is not None and from_shifted.item() == pytest.approx(from_labels.item(), rel=1e-6)
+
+
+def test_an_integer_item_count_divides_the_sum_and_a_wrong_label_count_is_an_error():
+    hidden, weight, labels = random_case()
+    got = lm_loss.lm_loss(hidden.unsqueeze(0), weight, labels.unsqueeze(0), chunk_size=9, num_items_in_batch=100)
+    want = torch.nn.functional.cross_entropy(hidden[:-1] @ weight.T, labels[1:], reduction="sum") / 100
+    assert got.item() == pytest.approx(want.item(), rel=1e-6)
+    with pytest.raises(ValueError, match="39 labels for 40 hidden states"):
+        lm_loss.lm_loss(hidden.unsqueeze(0), weight, None, shift_labels=labels[1:].unsqueeze(0))
+
+
+def test_chunk_sizes_and_compute_dtype_follow_the_device():
+    assert lm_loss.default_chunk_size("cuda") == lm_loss.CUDA_CHUNK_SIZE == 2048
+    assert lm_loss.default_chunk_size("cpu") == lm_loss.CPU_CHUNK_SIZE == 512
+    tensor = torch.zeros(2, dtype=torch.float32)
+    assert lm_loss._compute_dtype(tensor) == torch.float32
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert lm_loss._compute_dtype(tensor) == torch.bfloat16

@@ -15,7 +15,8 @@ from conftest import ROOT, run_main
 from lmkit.folders import load_model
 from lmkit.settings import UserError
 from pilish import writing
-from pilish.prior import NGRAMS_FILE, WritingPrior
+from pilish.ngram import NGRAMS_FILE, NgramModel
+from pilish.prior import WritingPrior
 from pilish.rules import PilishError, get_digits, verify
 from pilish.tokens import WORD_RE, letters_in
 
@@ -131,22 +132,19 @@ def test_beam_settings_reach_write_and_generate(model_dir, monkeypatch, capsys):
                                "--no_repeat_ngram_size=4", "--repetition_penalty=1.4", "--rules=standard",
                                "--punctuation_lookahead=false", "--context_length=20", "--prompt=Tom, a",
                                "--topic=A dog.", "--no_repeat_words=4", "--no_immediate_repeat=false",
-                               "--bigram_bonus=1.5", "--trigram_bonus=0.5", "--mark_bonus=0.7",
-                               "--balance_quotes=false"])
+                               "--ngram_weight=0.4", "--balance_quotes=false"])
     assert "✓ 12/12 digits of pi" in capsys.readouterr().out
     (write,) = writes
     options = write["options"]
     assert (options.rules, write["prompt"], options.context_length, write["topic"]) == ("standard", "Tom, a", 20,
                                                                                         "A dog.")
-    assert (options.no_repeat_words, options.no_immediate_repeat, options.bigram_bonus,
-            options.trigram_bonus, options.mark_bonus, options.balance_quotes) == (4, False, 1.5, 0.5, 0.7, False)
-    assert set(write["ngrams"]) == {"bigrams", "trigrams", "marks"}  # train_model.py saved them
+    assert (options.no_repeat_words, options.no_immediate_repeat, options.ngram_weight,
+            options.balance_quotes) == (4, False, 0.4, False)
+    assert isinstance(write["ngrams"], NgramModel)  # train_model.py saved it
     prior = generates[0]["logits_processor"][0]
     assert isinstance(prior, WritingPrior)
-    assert {name: bonus for name, (_, bonus) in prior.bonuses.items()} == {"bigrams": 1.5, "trigrams": 0.5,
-                                                                           "marks": 0.7}
-    marks = prior.bonuses["marks"][0]
-    assert marks is not None and len(marks) > 0 and not prior.opening and not prior.closing
+    assert prior.ngram_model is write["ngrams"] and prior.ngram_weight == 0.4
+    assert not prior.opening and not prior.closing
     assert options.allow_punctuation is True and options.punctuation_lookahead is False
     for call in generates:
         assert (call["num_beams"], call["do_sample"], call["no_repeat_ngram_size"], call["repetition_penalty"]) == (
@@ -157,22 +155,23 @@ def test_beam_settings_reach_write_and_generate(model_dir, monkeypatch, capsys):
     assert len(generates) >= 1
 
 
-def test_a_model_without_ngrams_or_with_an_old_one_writes_without_that_prior(model_dir, tmp_path, capsys):
+def test_a_model_without_ngrams_or_with_an_old_one_writes_without_the_ngram_mix(model_dir, tmp_path, capsys):
     folder = tmp_path / "model"
     shutil.copytree(model_dir, folder, ignore=shutil.ignore_patterns("checkpoint-*"))
-    table = torch.load(folder / NGRAMS_FILE)
-    torch.save({"bigrams": table["bigrams"], "trigrams": table["trigrams"]}, folder / NGRAMS_FILE)
+    # the flat n-gram tables that ngrams.pt held before the Kneser-Ney model
+    torch.save({"bigrams": torch.tensor([7]), "trigrams": torch.tensor([7]), "marks": torch.tensor([7])},
+               folder / NGRAMS_FILE)
     run_main(pilish_generate, [f"--model_dir={folder}", "--num_digits=12", "--num_beams=2"])
     captured = capsys.readouterr()
     assert "✓ 12/12 digits of pi" in captured.out
-    assert "predates MARK_BONUS" in captured.err and "run the same train_model.py command again" in captured.err
+    (note,) = [line for line in captured.err.splitlines() if line.startswith("note:")]  # one line
+    assert note.startswith("note: no n-gram mix") and "run the same train_model.py command again" in note
     (folder / NGRAMS_FILE).unlink()
     run_main(pilish_generate, [f"--model_dir={folder}", "--num_digits=12", "--num_beams=2"])
     captured = capsys.readouterr()
-    assert "✓ 12/12 digits of pi" in captured.out and "so no n-gram prior" in captured.err
-    run_main(pilish_generate, [f"--model_dir={folder}", "--num_digits=12", "--num_beams=2", "--bigram_bonus=0",
-                               "--trigram_bonus=0", "--mark_bonus=0"])
-    assert "prior" not in capsys.readouterr().err  # no prior asked for: no note
+    assert "✓ 12/12 digits of pi" in captured.out and "so no n-gram mix" in captured.err
+    run_main(pilish_generate, [f"--model_dir={folder}", "--num_digits=12", "--num_beams=2", "--ngram_weight=0"])
+    assert "n-gram" not in capsys.readouterr().err  # no mix asked for: no note
 
 
 def test_sampling_settings_reach_generate(model_dir, monkeypatch, capsys):
@@ -226,7 +225,7 @@ def test_show_digits_wraps_and_aligns():
     ("", [], "has no text to check"),
     ("\n  \n", [], "has no text to check"),
     (None, [], "cannot read"),
-    (None, ["--num_samples=0", "--check_file="], "NUM_SAMPLES must be at least 1"),
+    (None, ["--num_samples=0", "--check_file="], "NUM_SAMPLES must lie in \\[1, 1000\\]"),
 ])
 def test_check_file_and_sample_count_errors(tmp_path, content, argv, message):
     path = tmp_path / "texts.txt"

@@ -35,3 +35,19 @@ def test_plan_refuses_what_cannot_be_spelled_and_starts_it_cannot_continue_from(
     for start in (2, 5, -1):
         with pytest.raises(PilishError, match=f"cannot continue the Pilish from digit {start} of 4"):
             plan.check_start(start)
+
+
+def test_check_start_takes_a_tensor_of_starts_and_to_moves_only_the_tensors():
+    import torch
+    plan = DigitPlan.build("1134", "standard", {1, 4, 13}, done_row=DONE)
+    plan.check_start(torch.tensor([[0], [3], [4]]))
+    with pytest.raises(PilishError) as error:
+        plan.check_start(torch.tensor([0, 2]))
+    assert str(error.value) == ("cannot continue the Pilish from digit 2 of 4: start from 0 or from a digit count "
+                                "an earlier run reached")
+    moved = plan.to("meta")  # a device every machine has, unlike a GPU: each tensor must go there
+    assert isinstance(moved, DigitPlan) and (moved.digits, moved.rules, moved.finishable) == (
+        plan.digits, plan.rules, plan.finishable)
+    assert moved.one_digit_length.device.type == moved.two_digit_length.device.type == "meta"
+    assert plan.one_digit_length.device.type == "cpu"  # the original stays
+    assert torch.equal(plan.to("cpu").one_digit_length, plan.one_digit_length)

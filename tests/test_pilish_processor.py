@@ -28,11 +28,15 @@ MAX_WORD_LENGTH = 13
 
 
 def make_vocab(rng: random.Random, lengths: list[int]) -> list[str]:
-    """Specials, punctuation, then one distinct random lowercase word per entry of `lengths`."""
+    """Specials, punctuation, then one distinct random lowercase word per entry of `lengths`; the
+    first one-letter words are "a" and "i", the only ones the tables take as words (any other single
+    letter is a token the mask never offers)."""
     vocab = SPECIALS + PUNCTUATION_TOKENS
     seen = set(vocab)
     for length in lengths:
         word = "".join(rng.choice("abcdefghijklmnopqrstuvwxyz") for _ in range(length))
+        if length == 1 and {"a", "i"} - seen:
+            word = min({"a", "i"} - seen)
         while word in seen:
             word = "".join(rng.choice("abcdefghijklmnopqrstuvwxyz") for _ in range(length))
         seen.add(word)
@@ -409,3 +413,12 @@ def test_a_ten_letter_word_never_stands_for_the_digits_10():
     assert {vocab[i] for i in allowed.nonzero().flatten().tolist()} == {"a"}
     after_a = processor.allowed(torch.tensor([[EOS, vocab.index("a")]]))[0]
     assert {vocab[i] for i in after_a.nonzero().flatten().tolist()} == {"abcdefghij"}
+
+
+def test_the_last_token_of_the_vocabulary_is_read_as_what_it_is():
+    """The token before the next one decides which marks may follow; the vocabulary's last id included."""
+    vocab = [token for token in HAND_VOCAB if token != ","] + [","]
+    processor = make_processor(vocab, "3141", "basic", prompt_length=1)
+    input_ids = torch.tensor([[EOS, vocab.index("fix"), vocab.index(",")]])
+    scores = processor(input_ids, torch.zeros(1, len(vocab)))
+    assert {vocab[i] for i in torch.isfinite(scores[0]).nonzero().flatten().tolist()} == {"a", "i", '"', "'"}

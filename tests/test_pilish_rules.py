@@ -1,6 +1,8 @@
 """pilish.rules: what each word length spells, the digit sources, the verifier, and whether a
 vocabulary can spell the digits at all."""
 
+import re
+
 import mpmath
 import pytest
 
@@ -118,3 +120,27 @@ def test_standard_can_spell_what_basic_cannot():
         check_spellable(lengths, "3114", "basic")
     check_spellable(lengths, "3114", "standard")
     check_spellable(lengths, "31134", "standard")
+
+
+def test_named_sources_in_any_case_and_with_spaces():
+    assert get_digits("PI", 5) == get_digits(" Pi ", 5) == "31415" and get_digits("SQRT2", 3) == "141"
+    with pytest.raises(PilishError, match="whole number of at least 1, got 2.0"):
+        get_digits("pi", 2.0)
+    with pytest.raises(PilishError, match="unknown digit source 31"):
+        get_digits(31, 2)
+
+
+def test_a_digit_string_must_be_a_non_empty_string_of_digits():
+    from pilish.rules import check_digit_string
+    check_digit_string("0123456789", "DIGITS")
+    for bad in ("", "12 3", "１２", 123, None, "3.14"):
+        with pytest.raises(PilishError, match=f"DIGITS must be a non-empty string of the digits 0-9, got {re.escape(repr(bad))}"):
+            check_digit_string(bad, "DIGITS")
+
+
+def test_one_extra_word_is_singular_and_two_plural():
+    one = verify("how i need a drink", "3141", "basic")
+    assert one.departure == '1 extra word after all 4 digits, starting with word 5 "drink"'
+    two = verify("how i need a big drink", "3141", "basic")
+    assert two.departure == '2 extra words after all 4 digits, starting with word 5 "big"'
+    assert not one.ok and one.departed and one.matched == 4

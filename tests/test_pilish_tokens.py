@@ -31,3 +31,8 @@ def test_token_kinds_look_past_the_space_mark():
     # a mark may carry the space mark only when it is a quote (an opening one): "wait . what" reads oddly
     assert is_punctuation_token(",") and is_punctuation_token(M + '"') and is_punctuation_token("'")
     assert not is_punctuation_token(M + ",") and not is_punctuation_token("#") and not is_punctuation_token(M)
+
+
+def test_an_empty_token_is_nothing():
+    assert not is_punctuation_token("") and not is_quote_token("") and not is_word_token("")
+    assert not is_punctuation_token(M) and not is_quote_token(M)

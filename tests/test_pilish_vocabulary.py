@@ -1,5 +1,6 @@
 """pilish.vocabulary: the per-token tables of a vocabulary, built once and shared by every text."""
 
+import pytest
 import torch
 from transformers import AutoTokenizer
 
@@ -57,3 +58,33 @@ def test_tables_for_a_tokenizer_ban_its_special_tokens(tokenizer_dir):
     assert not tables.is_word[tokenizer.all_special_ids].any()
     assert tensor_ids(tables.is_end) == [tokenizer.eos_token_id]
     assert bool(tables.is_word[tokenizer.convert_tokens_to_ids(M + "lighthouse")])
+
+
+def test_of_one_letter_words_only_a_and_i_stand_as_words():
+    # "x", "y" and "s" are letters the stories use ("mr. s"), no words: "a y a special tree" reads as none
+    vocab = ("<|endoftext|>", M + "a", M + "i", M + "x", M + "y", M + "s", M + "I", M + "at", M + "ox")
+    tables = vocabulary_tables(vocab, banned_ids=(0,), end_ids=(0,))
+    assert tensor_ids(tables.ids_with_length[1]) == [1, 2, 6]  # the digit 1 is spelled by "a" or "i" only
+    assert tensor_ids(tables.is_word) == [1, 2, 6, 7, 8]
+    assert tables.digits_spelled("basic").tolist() == [0, 1, 1, 0, 0, 0, 1, 1, 1]
+    assert tables.available_lengths() == {1, 2}
+    no_real_ones = vocabulary_tables(vocab[:1] + vocab[3:6], banned_ids=(0,))
+    assert not no_real_ones.ids_with_length[1].any() and no_real_ones.available_lengths() == set()
+
+
+def test_the_plan_says_so_when_no_real_one_letter_word_can_spell_a_one():
+    from pilish.processor import PilishLogitsProcessor
+    from pilish.rules import PilishError
+    with pytest.raises(PilishError, match="no words of 1 letter"):
+        PilishLogitsProcessor([M + "x", M + "abc", "."], "31")
+
+
+def test_tables_move_to_another_device_whole():
+    """"meta" is a device every machine has: each table must go there (CPU to CPU would hide a table left
+    behind)."""
+    import dataclasses
+    tables = vocabulary_tables(VOCAB, banned_ids=(0, 1, 2), end_ids=(0,))
+    moved = tables.to("meta")
+    tensors = [item.name for item in dataclasses.fields(tables) if isinstance(getattr(tables, item.name), torch.Tensor)]
+    assert tensors and all(getattr(moved, name).device.type == "meta" for name in tensors)
+    assert all(getattr(tables, name).device.type == "cpu" for name in tensors)  # a copy: the original stays

@@ -1,26 +1,24 @@
 """pilish.writing: `write` and its WriteOptions on the tiny trained model: exact texts through the
-sliding window, prompts and topics, the prior through a long text, the beams' shared prefill."""
+sliding window, prompts and topics, the n-gram mix through a long text, the beams' shared prefill."""
 
 from dataclasses import replace
 
 import pytest
-import torch
 
 from lmkit.folders import load_model
 from lmkit.scoring import context_window
 from pilish import writing
 from pilish.fluency import read_stories
-from pilish.prior import load_ngrams, ngram_table, save_ngrams
+from pilish.ngram import build_ngram_model, ngram_model
 from pilish.processor import PilishLogitsProcessor
 from pilish.rules import PilishError, get_digits, verify
 from pilish.tokens import letters_in
 from pilish.writing import WriteOptions, finish_sentence, write
 
 
-# The old write()'s defaults: no WritingPrior (no whole-text rules, no n-gram bonuses, no quote pairing).
+# The old write()'s defaults: no WritingPrior (no whole-text rules, no n-gram mix, no quote pairing).
 # Its decoding is WriteOptions' own (beam search, 8 beams), as the old decoding_settings() gave.
-PLAIN = WriteOptions(no_repeat_words=0, no_immediate_repeat=False, bigram_bonus=0.0, trigram_bonus=0.0,
-                     mark_bonus=0.0, balance_quotes=False)
+PLAIN = WriteOptions(no_repeat_words=0, no_immediate_repeat=False, ngram_weight=0.0, balance_quotes=False)
 # The old write() with no generate arguments at all: greedy search, no repetition rules.
 GREEDY = replace(PLAIN, decoding="beam", num_beams=1, no_repeat_ngram_size=0, repetition_penalty=1.0)
 
@@ -82,11 +80,11 @@ def test_write_options_give_generate_its_decoding_arguments():
 
 def test_write_options_count_the_rows_and_say_when_the_prior_is_on():
     assert (WriteOptions().rows, WriteOptions(num_beams=3).rows, WriteOptions(decoding="sample").rows) == (8, 3, 1)
-    table = {"bigrams": torch.tensor([7])}
-    assert WriteOptions().uses_prior(None)  # the whole-text rules need no n-grams
-    assert not PLAIN.uses_prior(table)
-    bonus = replace(PLAIN, bigram_bonus=1.0)
-    assert bonus.uses_prior(table) and not bonus.uses_prior(None)  # a bonus needs the n-grams
+    ngrams = build_ngram_model([[1, 2]], vocab_size=3, boundary_id=0)
+    assert WriteOptions().uses_prior(None)  # the whole-text rules need no n-gram model
+    assert not PLAIN.uses_prior(ngrams)
+    mixed = replace(PLAIN, ngram_weight=0.5)
+    assert mixed.uses_prior(ngrams) and not mixed.uses_prior(None)  # the mix needs the n-gram model
     for rule in (dict(no_immediate_repeat=True), dict(balance_quotes=True), dict(no_repeat_words=3)):
         assert replace(PLAIN, **rule).uses_prior(None), rule
 
@@ -133,18 +131,13 @@ def repeats(words, n):
     return len(grams) - len(set(grams))
 
 
-def test_whole_text_rules_and_the_prior_keep_a_long_text_exact(model_dir, corpus_file, tmp_path):
+def test_whole_text_rules_and_the_ngram_mix_keep_a_long_text_exact(model_dir, corpus_file):
     model, tokenizer = load_model(model_dir)
-    table = ngram_table(tokenizer, read_stories(corpus_file))
-    save_ngrams(tmp_path, table)
-    loaded = load_ngrams(tmp_path)
-    assert all(torch.equal(loaded[name], table[name]) for name in ("bigrams", "trigrams"))
-    assert load_ngrams(tmp_path / "nothing") is None
+    ngrams = ngram_model(tokenizer, read_stories(corpus_file))
     digits = get_digits("pi", 150)  # several windows of the 32-token model
     found = {}
-    with_rules = replace(PLAIN, num_beams=4, no_repeat_words=3, no_immediate_repeat=True, bigram_bonus=2.0,
-                         trigram_bonus=2.0)
-    for options, ngrams in ((replace(PLAIN, num_beams=4), None), (with_rules, table)):
+    with_rules = replace(PLAIN, num_beams=4, no_repeat_words=3, no_immediate_repeat=True, ngram_weight=0.7)
+    for options, ngrams in ((replace(PLAIN, num_beams=4), None), (with_rules, ngrams)):
         written = write(model, tokenizer, digits, options, ngrams=ngrams)
         assert written.verification.ok
         words = [w for w in tokenizer.convert_ids_to_tokens(written.ids) if letters_in(w)]
@@ -178,18 +171,18 @@ def test_beams_share_one_read_of_each_window_and_write_the_same_text(model_dir, 
 
 def test_balanced_quotes_pair_up_through_a_long_text(model_dir, corpus_file):
     model, tokenizer = load_model(model_dir)
-    table = ngram_table(tokenizer, read_stories(corpus_file))
+    ngrams = ngram_model(tokenizer, read_stories(corpus_file))
     opening, closing = tokenizer.convert_tokens_to_ids(['▁"', '"'])
     digits = get_digits("pi", 150)  # several windows of the 32-token model
     for decoding in ("beam", "sample"):
-        options = replace(PLAIN, decoding=decoding, num_beams=4, mark_bonus=4.0, balance_quotes=True)
-        written = write(model, tokenizer, digits, options, ngrams=table)
+        options = replace(PLAIN, decoding=decoding, num_beams=4, ngram_weight=0.7, balance_quotes=True)
+        written = write(model, tokenizer, digits, options, ngrams=ngrams)
         assert written.verification.ok
         depth, depths = 0, []
         for token in written.ids:
             depth += (token == opening) - (token == closing)
             depths.append(depth)
-        assert written.ids.count(opening) > 0  # the corpus is full of dialogue, and the prior favours it
+        assert written.ids.count(opening) > 0  # the corpus is full of dialogue, and the n-gram mix favours it
         assert set(depths) <= {0, 1}  # never a second opening quote, never a closing one with none open
 
 
@@ -219,3 +212,20 @@ def test_write_reports_progress_and_clamps_the_window(model_dir):
     assert written.verification.ok and progress.total == 40
     with pytest.raises(PilishError, match="at least 1"):
         WriteOptions(num_beams=0)
+    with pytest.raises(PilishError, match="between 0 and 1"):
+        WriteOptions(ngram_weight=1.5)
+
+
+def test_the_cache_argument_follows_the_installed_transformers(monkeypatch):
+    from transformers.generation import utils
+    monkeypatch.setattr(utils, "ALL_CACHE_NAMES", ["past_key_values", "cache"], raising=False)
+    assert writing._cache_argument() == "cache"
+    monkeypatch.setattr(utils, "ALL_CACHE_NAMES", ["past_key_values"], raising=False)
+    assert writing._cache_argument() == "past_key_values"  # before transformers renamed it
+    monkeypatch.delattr(utils, "ALL_CACHE_NAMES")
+    assert writing._cache_argument() == "past_key_values"
+
+
+def test_check_prompt_names_the_digits_it_refuses():
+    with pytest.raises(PilishError, match="^the digits to spell must be a non-empty string of the digits 0-9"):
+        writing.check_prompt(None, "how i", "", "basic")

@@ -45,3 +45,55 @@ def test_model_card_names_a_hub_data_set_and_not_a_local_one():
     assert "datasets: [roneneldan/TinyStories]" in model_card(dataset="roneneldan/TinyStories", **facts)
     assert "datasets:" not in model_card(dataset="sample", **facts)
     assert "perplexity 7.4" in model_card(dataset="sample", **facts)
+
+
+# ---- pinned by mutation testing (issue 23)
+
+ALL_SHOWN = {"N_LAYER": 2, "N_HEAD": 4, "N_EMBD": 64, "CONTEXT_LENGTH": 128, "BATCH_SIZE": 16, "GRADIENT_ACCUMULATION": 2,
+             "LEARNING_RATE": 0.001, "WARMUP": 0.05, "WEIGHT_DECAY": 0.1, "DROPOUT": 0.0, "MAX_STEPS": 500,
+             "NUM_EPOCHS": 1.0, "SEED": 7, "MODEL_DIR": "not shown"}
+
+
+def test_model_card_shows_every_training_setting_in_order_and_how_to_use_it():
+    card = model_card(name="tiny", dataset="sample", settings=ALL_SHOWN, parameters=1234567, non_embedding=89012,
+                      vocabulary=30000, steps=500, tokens_seen=1024000, valid_loss=1.5, valid_blocks=40,
+                      sample_prompt="once upon a time", sample="once upon a time there was")
+    rows = [line for line in card.splitlines() if line.startswith("| ") and not line.startswith(("| setting", "| ---"))]
+    assert rows == [f"| {key} | {value} |" for key, value in ALL_SHOWN.items() if key != "MODEL_DIR"]
+    assert "- data: `sample` (the TinyStories sample bundled with the kit)" in card.splitlines()
+    assert "- 1,234,567 parameters (89,012 outside the embeddings), a 30,000-word vocabulary" in card
+    assert "- 500 steps, 1,024,000 tokens seen" in card
+    assert "- validation loss 1.500 (perplexity 4.5) on 40 blocks of 128 tokens" in card
+    assert card.splitlines()[:6] == ["---", "language: en", "library_name: transformers",
+                                     "pipeline_tag: text-generation", "tags: [gpt2, tinystories, pilish, word-level]",
+                                     "---"]
+    assert ('```python\nfrom transformers import pipeline\ngenerate = pipeline("text-generation", model="tiny")\n'
+            'print(generate("once upon a time", max_new_tokens=50, do_sample=True)[0]["generated_text"])\n'
+            '# a prompt longer than the context: keep its end\n'
+            'generate(long_prompt, max_new_tokens=50, handle_long_generation="hole")\n```\n\n'
+            'or, with the kit: `python pilish_generate.py --model_dir=tiny`') in card
+    assert "\n> once upon a time there was\n" in card and card.endswith("(`said, \" you`).\n")
+    other = model_card(name="t", dataset="stories.txt", settings={}, parameters=1, non_embedding=1, vocabulary=1,
+                       steps=1, tokens_seen=1, valid_loss=0.0, valid_blocks=1, sample_prompt="a", sample="a")
+    assert "- data: `stories.txt`\n" in other and "blocks of ? tokens" in other
+
+
+def test_ignore_file_has_one_pattern_a_line_and_folders_marked(tmp_path):
+    write_ignore_file(tmp_path)
+    text = (tmp_path / ".gitignore").read_text()
+    assert text.endswith("\n") and not text.endswith("\n\n")
+    assert text.splitlines() == [p + "/" if p.endswith("-*") else p for p in PUBLISH_IGNORE]
+
+
+def test_greedy_sample_stops_at_the_end_of_the_context(tokenizer_dir):
+    from transformers import AutoTokenizer
+
+    from conftest import tiny_gpt2
+    from lmkit.publish import greedy_sample
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
+    model = tiny_gpt2(len(tokenizer), n_positions=12, n_embd=16, n_layer=1).train()
+    prompt = "the cat saw a big dog in the park"  # 9 words: with <|endoftext|>, 10 of the 12 positions
+    text = greedy_sample(model, tokenizer, prompt, new_tokens=40)
+    assert text.startswith(prompt) and len(tokenizer(" " + text)["input_ids"]) <= 11
+    assert model.training  # put back in the mode it was in
+    assert greedy_sample(model.eval(), tokenizer, prompt, new_tokens=1).startswith(prompt) and not model.training

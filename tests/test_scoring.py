@@ -79,3 +79,32 @@ def test_nll_per_word_is_the_mean_over_words_after_the_prompt(model_dir):
 def test_context_window_is_at_most_what_the_model_was_trained_on():
     model = scoring_gpt2(n_layer=0, n_positions=32)
     assert [context_window(model, w) for w in (0, 20, 1000)] == [32, 20, 32]
+
+
+# ---- pinned by mutation testing (issue 23)
+
+
+def test_one_token_has_no_loss_and_the_model_context_is_the_default():
+    model = scoring_gpt2(n_layer=1, n_positions=8)
+    assert token_nll(model, [5]).shape == (0,)
+    ids = random_ids(30, seed=4)
+    assert torch.equal(token_nll(model, ids), token_nll(model, ids, context_length=8))
+    assert not torch.allclose(token_nll(model, ids, context_length=4), token_nll(model, ids, context_length=8))
+
+
+def test_nll_per_word_slides_in_the_window_it_is_given():
+    from types import SimpleNamespace
+    model = scoring_gpt2(n_layer=1, n_positions=32)
+    ids = random_ids(40, seed=6)
+    words = SimpleNamespace(eos_token_id=0, all_special_ids=[], convert_ids_to_tokens=lambda ids: ["w"] * len(ids))
+    whole = float(token_nll(model, [0, *ids], 32)[-40:].sum()) / 40
+    narrow = float(token_nll(model, [0, *ids], 10)[-40:].sum()) / 40
+    assert nll_per_word(model, words, ids) == pytest.approx(whole, rel=1e-5)
+    assert nll_per_word(model, words, ids, window=10) == pytest.approx(narrow, rel=1e-5)
+    assert narrow != pytest.approx(whole, rel=1e-3)
+    marks = SimpleNamespace(eos_token_id=0, all_special_ids=[], convert_ids_to_tokens=lambda ids: ["."] * len(ids))
+    assert nll_per_word(model, marks, ids) == pytest.approx(whole * 40, rel=1e-5)  # no word: divided by 1
+
+
+def test_context_window_by_default_is_the_whole_trained_context():
+    assert context_window(scoring_gpt2(n_layer=0, n_positions=24)) == 24

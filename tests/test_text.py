@@ -39,3 +39,8 @@ def test_unknown_words_are_the_ones_the_model_reads_as_unk(tokenizer, capsys):
     assert capsys.readouterr().err == f"warning: not in the vocabulary, so the model reads them as {UNK}: zyzzyva\n"
     warn_unknown_words(tokenizer, "the cat")
     assert capsys.readouterr().err == ""
+
+
+def test_several_unknown_words_are_listed_in_order(tokenizer, capsys):
+    warn_unknown_words(tokenizer, "the zyzzyva saw a qwerty and a blorp")
+    assert capsys.readouterr().err.endswith(f"{UNK}: zyzzyva, qwerty, blorp\n")

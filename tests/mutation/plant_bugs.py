@@ -12,7 +12,10 @@ and a time limit. A bug is caught when those tests fail (or time out). Bugs that
 tiny tokenizer and model of tests/conftest.py are made share one prebuilt copy of them
 (PILISH_TEST_FIXTURES), built once from the unmutated code; the others build their own.
 
-Not a test module (no test_ prefix): pytest never collects it. The score goes in the README's testing section.
+These are the realistic bugs a mutation generator does not make (a setting that never reaches its call,
+a held-out slice taken from the wrong part). They were written by the people who write the tests, so
+their score measures how well the two fit: the suite's score is the random sample of generated mutants
+(tests/mutation/sample.py, docs/testing.md). Not a test module (no test_ prefix): pytest never collects it.
 """
 
 import argparse
