@@ -113,4 +113,4 @@ def main(config):
 
 
 if __name__ == "__main__":
-    run_script(main, globals())
+    run_script(main, globals(), memory_hint="lower NUM_SAMPLES or MAX_NEW_TOKENS")

@@ -182,4 +182,4 @@ def main(config):
 
 
 if __name__ == "__main__":
-    run_script(main, globals(), errors=(PilishError,))
+    run_script(main, globals(), errors=(PilishError,), memory_hint="lower NUM_BEAMS, NUM_SAMPLES or CONTEXT_LENGTH")

@@ -60,8 +60,8 @@ from lmkit import files, publish, training
 from lmkit.files import folder_lock
 from lmkit.folders import (load_tokenizer, peak_memory, pick_device, read_run_record, run_record, use_cpu_threads,
                            vocabulary_fingerprint, write_run_record)
-from lmkit.settings import (UserError, at_least, check_seed_and_threads, check_writable, next_command, run_script,
-                            within)
+from lmkit.settings import (UserError, at_least, cannot_write, check_seed_and_threads, check_writable, next_command,
+                            run_script, within, write_error_code)
 from lmkit.text import EOT, PAD
 
 
@@ -241,6 +241,15 @@ def train(config, tokenizer):
     started = time.perf_counter()
     try:
         result = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+    except Exception as error:  # a full disk or a folder made read-only while a checkpoint was written
+        code = write_error_code(error, config.MODEL_DIR)  # before the half-written checkpoint frees its space
+        if not code:
+            raise
+        removed = training.remove_half_written(config.MODEL_DIR)
+        last = training.find_checkpoints(config.MODEL_DIR)[0]
+        raise cannot_write(getattr(error, "filename", None) or config.MODEL_DIR, error, code=code, then=(
+            f"run the same command: it resumes from {last.name}" if last else "run the same command")
+            + (f" ({removed.name} was half-written and is removed)" if removed else "")) from None
     finally:
         signal.signal(signal.SIGINT, previous_handler)
     wall_seconds = time.perf_counter() - started
@@ -261,10 +270,9 @@ def train(config, tokenizer):
     trainer.model.config.use_cache = True  # training switched the KV cache off; generation wants it
     tokenizer.model_max_length = config.CONTEXT_LENGTH  # pipeline's handle_long_generation reads it
     tokenizer.truncation_side = tokenizer.init_kwargs["truncation_side"] = "left"  # a cut prompt keeps its end
-    trainer.save_model(config.MODEL_DIR)
     if not trainer.is_world_process_zero():
         return
-    files.save_pretrained(tokenizer, config.MODEL_DIR)
+    files.save_into(config.MODEL_DIR, trainer.save_model)  # weights, config, tokenizer: each renamed in whole
     write_run_record(config.MODEL_DIR, record)
     steps_this_run = trainer.state.global_step - (int(checkpoint.name.rsplit("-", 1)[1]) if checkpoint else 0)
     metrics = {
@@ -335,5 +343,6 @@ def leave_process_group():
 
 
 if __name__ == "__main__":
-    run_script(main, globals())
+    run_script(main, globals(), memory_hint="lower BATCH_SIZE (raising GRADIENT_ACCUMULATION keeps the batch), "
+               "CONTEXT_LENGTH or the model's size, and run again: it resumes from its last checkpoint")
     leave_process_group()

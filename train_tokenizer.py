@@ -101,4 +101,4 @@ def train_and_save(config, folder):
 
 
 if __name__ == "__main__":
-    run_script(main, globals())
+    run_script(main, globals(), memory_hint="lower MAX_STORIES or VOCAB_SIZE")

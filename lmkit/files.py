@@ -15,15 +15,13 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
-from lmkit.settings import UserError
+from lmkit.settings import UserError, cannot_write, write_error_code
 
 LOCK = ".lock"
 
 
 def _cannot_write(path, error):
-    if getattr(error, "errno", None) == 28:  # ENOSPC
-        return UserError(f"cannot write {path}: the disk is full; free some space (nothing was half-written)")
-    return UserError(f"cannot write {path}: {error.strerror or error}")
+    return cannot_write(path, error, then="run the same command again (nothing was half-written)")
 
 
 def replace_atomically(path, write):
@@ -34,11 +32,11 @@ def replace_atomically(path, write):
     try:
         write(temporary)
         os.replace(temporary, path)
-    except OSError as error:
+    except BaseException as error:
+        failure = _cannot_write(path, error) if write_error_code(error, path) else None  # before the space is freed
         temporary.unlink(missing_ok=True)
-        raise _cannot_write(path, error) from None
-    except BaseException:
-        temporary.unlink(missing_ok=True)
+        if failure:
+            raise failure from None
         raise
 
 
@@ -46,16 +44,30 @@ def write_text(path, text):
     replace_atomically(path, lambda temporary: Path(temporary).write_text(text, encoding="utf-8"))
 
 
-def save_pretrained(thing, folder):
-    """`thing.save_pretrained` (a tokenizer), each of its files renamed into `folder` only once written whole."""
+def save_into(folder, save):
+    """Call save(temporary folder) and rename each file it wrote into `folder`, each only once written
+    whole: a full disk or a kill mid-save leaves the old files, never half of a new one."""
     folder = Path(folder)
+    failure = None
     try:
         with tempfile.TemporaryDirectory(dir=folder, prefix=".saving-") as temporary:
-            thing.save_pretrained(temporary)
-            for item in sorted(Path(temporary).iterdir()):
-                os.replace(item, folder / item.name)
+            try:
+                save(temporary)
+                for item in sorted(Path(temporary).iterdir()):
+                    os.replace(item, folder / item.name)
+            except Exception as error:
+                if not write_error_code(error, temporary):
+                    raise
+                failure = _cannot_write(folder, error)  # told while the half-written files still fill the disk
     except OSError as error:
-        raise _cannot_write(folder, error) from None
+        failure = _cannot_write(folder, error)
+    if failure:
+        raise failure from None
+
+
+def save_pretrained(thing, folder):
+    """`thing.save_pretrained(folder)` (a tokenizer or a model), through `save_into`."""
+    save_into(folder, thing.save_pretrained)
 
 
 def _holder(path):
@@ -86,9 +98,13 @@ def _is_stale(holder, path):
 
 def _take(path):
     descriptor = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-    with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
-        json.dump({"pid": os.getpid(), "host": socket.gethostname(),
-                   "started": time.strftime("%Y-%m-%d %H:%M:%S")}, handle)
+    try:
+        with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
+            json.dump({"pid": os.getpid(), "host": socket.gethostname(),
+                       "started": time.strftime("%Y-%m-%d %H:%M:%S")}, handle)
+    except OSError:  # a full disk: no empty lock left to hold the folder for the next run
+        Path(path).unlink(missing_ok=True)
+        raise
 
 
 @contextmanager
@@ -116,4 +132,7 @@ def folder_lock(folder, what, enabled=True):
         yield
     finally:
         if (_holder(path) or {}).get("pid") == os.getpid():
-            path.unlink(missing_ok=True)
+            try:
+                path.unlink(missing_ok=True)
+            except OSError:  # a folder made read-only: the run's own error says so, and a later run finds
+                pass         # this lock stale (its pid is gone) and takes it over

@@ -167,11 +167,16 @@ def load_tokenizer(folder):
         raise UserError(f"no tokenizer in {folder}: run train_tokenizer.py first (or set TOKENIZER_DIR)")
     remedy = "run train_tokenizer.py again" if not (Path(folder) / "config.json").is_file() else \
         "copy the tokenizer the model was trained with back, or train the model again"
+    if not (Path(folder) / "tokenizer_config.json").is_file():  # the library would load one with no special tokens
+        raise UserError(f"{folder} has tokenizer.json but no tokenizer_config.json: {remedy}")
     _check_json_files(folder, ["tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"], remedy)
     try:
-        return AutoTokenizer.from_pretrained(folder)
+        tokenizer = AutoTokenizer.from_pretrained(folder)
     except Exception as error:  # the Rust library raises a plain Exception for a corrupt file
         raise UserError(f"cannot load the tokenizer in {folder} ({first_line(error)}): {remedy}") from None
+    if tokenizer.eos_token is None or tokenizer.pad_token is None:
+        raise UserError(f"{folder}/tokenizer_config.json names no end-of-story or padding token: {remedy}")
+    return tokenizer
 
 
 def _check_weights(path):

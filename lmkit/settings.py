@@ -2,13 +2,16 @@
 
 Each script keeps its settings as UPPERCASE constants at the top and ends with
 `run_script(main, globals())`, which reads `--name=value` overrides, checks their types and turns
-every `UserError` into one line on stderr. The range checks (`at_least`, `within`,
+every `UserError` into one line on stderr, as it does a full disk, a folder that cannot be written
+and running out of memory wherever they happen. The range checks (`at_least`, `within`,
 `check_writable`) raise the same error before any long work starts.
 """
 
+import errno
 import json
 import math
 import os
+import re
 import sys
 import tempfile
 from pathlib import Path
@@ -17,6 +20,60 @@ from types import SimpleNamespace
 
 class UserError(Exception):
     """A problem the user can fix; scripts print it as one line and exit non-zero."""
+
+
+DISK_FULL = {errno.ENOSPC, errno.EDQUOT}
+NOT_WRITABLE = {errno.EACCES, errno.EPERM, errno.EROFS}
+# torch.save reports a failed write with no errno, only in words like these
+TORCH_WRITE_FAILED = ("PytorchStreamWriter failed writing", "unexpected pos", "iostream error")
+
+
+def free_bytes(path):
+    """Free space for this user on the file system that holds `path` (or its nearest existing folder)."""
+    import shutil
+    path = Path(path).absolute()
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    try:
+        return shutil.disk_usage(path).free
+    except OSError:
+        return None
+
+
+def write_error_code(error, path=None):
+    """The errno of a failed write, whichever library met it (an OSError; safetensors' "(os error 28)";
+    torch's writer, which gives none: a full disk if under 16 MiB is left at `path`), or None when
+    `error` is no failed write."""
+    if isinstance(error, OSError):
+        return error.errno if error.errno in DISK_FULL | NOT_WRITABLE else None
+    message = str(error)
+    if (match := re.search(r"\(os error (\d+)\)", message)) and int(match[1]) in DISK_FULL | NOT_WRITABLE:
+        return int(match[1])
+    if isinstance(error, RuntimeError) and any(words in message for words in TORCH_WRITE_FAILED):
+        free = free_bytes(path) if path is not None else None
+        return errno.ENOSPC if free is not None and free < 16 * 2**20 else errno.EIO
+    return None
+
+
+def cannot_write(path, error, then="run the same command again", code=None):
+    """The UserError for a write of `path` that failed with `error` (its errno `code`, when
+    write_error_code has told it already): what to do about a full disk or a folder that cannot be
+    written, the library's own words otherwise."""
+    code = code or write_error_code(error, path)
+    if code in DISK_FULL:
+        return UserError(f"cannot write {path}: the disk is full; free some space and {then}")
+    if code in NOT_WRITABLE:
+        return UserError(f"cannot write {path}: {os.strerror(code)}; make its folder writable (or choose "
+                         f"another) and {then}")
+    return UserError(f"cannot write {path}: {getattr(error, 'strerror', None) or first_line(error)}")
+
+
+def is_out_of_memory(error):
+    """torch's CUDA/MPS/CPU allocators and Python itself each say it their own way."""
+    if isinstance(error, MemoryError) or type(error).__name__ == "OutOfMemoryError":
+        return True
+    message = str(error).lower()
+    return isinstance(error, RuntimeError) and ("out of memory" in message or "can't allocate memory" in message)
 
 
 def _settings_block(namespace):
@@ -107,11 +164,12 @@ def print_help(namespace):
         print(f"  --{key.lower()}={value!r}" + (f"\n      {block[key]}" if block[key] else ""))
 
 
-def run_script(main, namespace, argv=None, errors=()):
+def run_script(main, namespace, argv=None, errors=(), memory_hint="use smaller settings"):
     """Entry point of every script: parse overrides, run main, report UserErrors in one line.
 
     `errors` are the library's own error types (e.g. pilish.PilishError) whose message is just as
-    much meant for the user.
+    much meant for the user. A full disk or a folder that cannot be written (an OSError from any
+    write) and running out of memory are one line too; `memory_hint` says which settings to lower.
     """
     argv = sys.argv[1:] if argv is None else argv
     if any(arg in ("-h", "--help") for arg in argv):
@@ -120,11 +178,21 @@ def run_script(main, namespace, argv=None, errors=()):
     try:
         main(configure(namespace, argv))
     except (UserError, *errors) as error:
-        print(f"error: {error}", file=sys.stderr)
-        sys.exit(1)
+        fail(error)
     except KeyboardInterrupt:  # Ctrl-C: one line and the shell's usual status, so `a && b` stops
         print("\ninterrupted", file=sys.stderr)
         sys.exit(130)
+    except Exception as error:
+        if is_out_of_memory(error):
+            fail(f"out of memory ({first_line(error)}): {memory_hint}")
+        if write_error_code(error) in DISK_FULL | NOT_WRITABLE:
+            fail(cannot_write(getattr(error, "filename", None) or "a file", error))
+        raise
+
+
+def fail(error):
+    print(f"error: {error}", file=sys.stderr)
+    sys.exit(1)
 
 
 def at_least(config, minimum, *names):

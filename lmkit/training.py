@@ -185,6 +185,17 @@ def set_aside(checkpoint):
     return target
 
 
+def remove_half_written(model_dir):
+    """Delete the newest checkpoint if it is incomplete (a save cut short by a full disk or a folder made
+    read-only; the run that wrote it is the one failing) and return its path; None if there is none."""
+    found = checkpoint_folders(model_dir)
+    if not found or checkpoint_problem(found[0]) is None:
+        return None
+    import shutil
+    shutil.rmtree(found[0], ignore_errors=True)
+    return None if found[0].exists() else found[0]
+
+
 def set_aside_checkpoints(model_dir):
     """Move every checkpoint in `model_dir` into one `replaced-TIME` folder there (None if it has none):
     out of a later run's way, but not lost until the run that replaces them has saved a checkpoint."""

@@ -6,10 +6,11 @@ import os
 import socket
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
-from lmkit import files
+from lmkit import files, settings
 from lmkit.settings import UserError
 
 
@@ -96,3 +97,48 @@ def test_a_lock_with_a_pid_that_cannot_be_checked_is_not_taken_over(tmp_path, pi
         with files.folder_lock(tmp_path, "MODEL_DIR"):
             pass
     assert json.loads((tmp_path / ".lock").read_text())["pid"] == pid  # left as it was
+
+
+def test_a_lock_that_cannot_be_written_whole_is_not_left_behind(tmp_path, monkeypatch):
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+    monkeypatch.setattr(files.json, "dump", full)
+    with pytest.raises(UserError, match="the disk is full"):
+        with files.folder_lock(tmp_path, "MODEL_DIR"):
+            pytest.fail("the block ran without its lock")
+    assert not (tmp_path / files.LOCK).exists()
+
+
+def test_a_lock_that_cannot_be_removed_does_not_hide_the_runs_own_error(tmp_path, monkeypatch):
+    with pytest.raises(ValueError, match="the run's own error"):
+        with files.folder_lock(tmp_path, "MODEL_DIR"):
+            monkeypatch.setattr(Path, "unlink", lambda self, missing_ok=False: (_ for _ in ()).throw(
+                OSError(errno.EROFS, "Read-only file system")))
+            raise ValueError("the run's own error")
+
+
+# what each library says when a write fails (taken from a full tmpfs): Python, safetensors and torch.save
+PYTHON_FULL = OSError(errno.ENOSPC, "No space left on device")
+SAFETENSORS_FULL = Exception("Error while serializing: I/O error: No space left on device (os error 28)")
+TORCH_FULL = RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 576 vs 534")
+
+
+@pytest.mark.parametrize("error, free, code", [
+    (PYTHON_FULL, None, errno.ENOSPC),
+    (OSError(errno.EROFS, "Read-only file system"), None, errno.EROFS),
+    (SAFETENSORS_FULL, None, errno.ENOSPC),
+    (Exception("Error while serializing: I/O error: Permission denied (os error 13)"), None, errno.EACCES),
+    (TORCH_FULL, 0, errno.ENOSPC),
+    (TORCH_FULL, 2**30, errno.EIO),  # torch gives no errno: with room left, it is not the disk
+    (OSError(errno.ENOENT, "No such file or directory"), 0, None),
+    (RuntimeError("shapes cannot be multiplied"), 0, None),
+    (Exception("Error while deserializing header (os error 28 is not here)"), 0, None),
+])
+def test_a_failed_write_is_told_from_whichever_library_met_it(error, free, code, tmp_path, monkeypatch):
+    monkeypatch.setattr(settings, "free_bytes", lambda path: free)
+    assert settings.write_error_code(error, tmp_path) == code
+
+
+def test_free_bytes_looks_at_the_nearest_folder_that_exists(tmp_path):
+    import shutil
+    assert abs(settings.free_bytes(tmp_path / "not" / "yet") - shutil.disk_usage(tmp_path).free) < 2**24

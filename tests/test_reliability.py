@@ -2,11 +2,15 @@
 with the weights, NaN weights, empty data, a byte-order mark, special tokens typed in a prompt, a
 piped --check_file, or decomposed letters; out-of-range numbers are one line before any work."""
 
+import errno
 import json
+import re
 import shutil
 import unicodedata
+from pathlib import Path
 
 import pytest
+import torch
 from safetensors.torch import load_file, save_file
 
 import generate
@@ -16,7 +20,7 @@ import train_tokenizer
 from conftest import run_main, train
 from lmkit import training
 from lmkit.folders import load_model
-from lmkit.settings import UserError
+from lmkit.settings import UserError, run_script
 from lmkit.text import EOT, split_words, warn_unknown_words
 from lmkit.tokenizer import build_marking_normalizer
 from pilish.rules import verify
@@ -177,3 +181,128 @@ def test_a_truncated_ngram_file_is_one_note_and_the_text_stays_exact(model_dir, 
     captured = capsys.readouterr()
     assert "ngrams.pt is damaged" in captured.err and "Traceback" not in captured.err
     assert "✓ 5/5 digits of pi" in captured.out
+
+
+# ---------------------------------------------------------------- a full disk, a read-only folder, no memory
+
+def failing_write(code, message, error=None):
+    """A writer that puts half a file at `path` and then fails as the system would (errno `code`), or
+    with `error` (what torch.save raises has no errno)."""
+    def write(path):
+        Path(path).write_bytes(b"half")
+        raise error or OSError(code, message, str(path))
+    return write
+
+
+@pytest.mark.parametrize("code, message, error, says", [
+    (errno.ENOSPC, "No space left on device", None, "the disk is full; free some space and run the same command"),
+    (errno.EROFS, "Read-only file system", None, "Read-only file system; make its folder writable"),
+    (None, None, RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 4160 vs 4052"),
+     "the disk is full; free some space and run the same command"),
+])
+def test_a_checkpoint_cut_short_by_the_disk_is_removed_and_the_run_resumes(
+        corpus_file, tokenizer_dir, tmp_path, monkeypatch, capsys, code, message, error, says):
+    from transformers import Trainer
+    from lmkit import settings
+    train(corpus_file, tokenizer_dir, tmp_path, "--max_steps=2", "--eval_steps=2")
+    before = checksums(tmp_path / "checkpoint-2")
+    write = failing_write(code, message, error)
+    monkeypatch.setattr(settings, "free_bytes", lambda path: 0 if (tmp_path / "checkpoint-4").exists() else 2**40)
+    monkeypatch.setattr(Trainer, "_save_optimizer_and_scheduler",
+                        lambda self, output_dir: write(Path(output_dir, "optimizer.pt")))
+    with pytest.raises(UserError, match=f"{says}.*: it resumes from checkpoint-2 .checkpoint-4 was half-written and is removed"):
+        train(corpus_file, tokenizer_dir, tmp_path, "--max_steps=4", "--eval_steps=2")
+    assert not (tmp_path / "checkpoint-4").exists()
+    assert checksums(tmp_path / "checkpoint-2") == before
+    monkeypatch.undo()
+    capsys.readouterr()
+    train(corpus_file, tokenizer_dir, tmp_path, "--max_steps=4", "--eval_steps=2")
+    assert f"resuming from {tmp_path / 'checkpoint-2'}" in capsys.readouterr().out
+    assert json.loads((tmp_path / "metrics.json").read_text())["steps"] == 4
+
+
+def test_a_full_disk_while_the_model_is_saved_leaves_the_old_model_whole(corpus_file, tokenizer_dir, tmp_path,
+                                                                         monkeypatch):
+    import transformers.modeling_utils
+    train(corpus_file, tokenizer_dir, tmp_path, "--max_steps=2", "--eval_steps=2")
+    model_files = {name: digest for name, digest in checksums(tmp_path).items() if "/" not in name}
+    save_file = transformers.modeling_utils.safe_save_file
+
+    def fail_outside_checkpoints(tensors, filename, metadata=None):
+        if "checkpoint-" in str(filename):
+            return save_file(tensors, filename, metadata=metadata)
+        failing_write(errno.ENOSPC, "No space left on device")(filename)
+    monkeypatch.setattr(transformers.modeling_utils, "safe_save_file", fail_outside_checkpoints)
+    with pytest.raises(UserError, match=f"cannot write {tmp_path}: the disk is full"):
+        train(corpus_file, tokenizer_dir, tmp_path, "--max_steps=4", "--eval_steps=2")
+    after = checksums(tmp_path)
+    assert {name: after.get(name) for name in model_files} == model_files  # the old model, every file whole
+    assert not list(tmp_path.glob(".saving-*"))
+
+
+def test_a_full_disk_while_the_tokenizer_is_saved_leaves_the_old_one_whole(corpus_file, tokenizer_dir, tmp_path,
+                                                                         monkeypatch):
+    folder = tmp_path / "tokenizer"
+    shutil.copytree(tokenizer_dir, folder)
+    before = checksums(folder)
+    from transformers import PreTrainedTokenizerBase
+    write = failing_write(errno.ENOSPC, "No space left on device")
+    monkeypatch.setattr(PreTrainedTokenizerBase, "save_pretrained",
+                        lambda self, directory, **kwargs: write(Path(directory, "tokenizer.json")))
+    with pytest.raises(UserError, match="the disk is full"):
+        run_main(train_tokenizer, [f"--dataset={corpus_file}", f"--tokenizer_dir={folder}", "--vocab_size=300",
+                                   "--overwrite=true"])
+    assert checksums(folder) == before
+
+
+def test_a_full_disk_while_the_pilish_is_written_leaves_no_half_file(model_dir, tmp_path, monkeypatch):
+    output = tmp_path / "pilish.txt"
+    output.write_text("an older text\n")
+    monkeypatch.setattr(Path, "write_text", lambda self, *args, **kwargs: failing_write(
+        errno.ENOSPC, "No space left on device")(self))
+    with pytest.raises(UserError, match=f"cannot write {output}: the disk is full"):
+        run_main(pilish_generate, [f"--model_dir={model_dir}", "--num_digits=5", f"--output_file={output}"])
+    monkeypatch.undo()
+    assert output.read_text() == "an older text\n"
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["pilish.txt"]
+
+
+@pytest.mark.parametrize("problem, says", [
+    (lambda: torch.empty(2**62, dtype=torch.uint8), "error: out of memory (.*): lower BATCH_SIZE"),
+    (lambda: [0] * 2**62, "error: out of memory (.*): lower BATCH_SIZE"),
+    (lambda: (_ for _ in ()).throw(OSError(errno.ENOSPC, "No space left on device", "/x/metrics.json")),
+     "error: cannot write /x/metrics.json: the disk is full"),
+    (lambda: (_ for _ in ()).throw(OSError(errno.EACCES, "Permission denied", "/x/y")),
+     "error: cannot write /x/y: Permission denied; make its folder writable"),
+])
+def test_no_memory_and_unwritable_files_anywhere_are_one_line(problem, says, capsys):
+    with pytest.raises(SystemExit) as stop:
+        run_script(lambda config: problem(), vars(train_model), [], memory_hint="lower BATCH_SIZE")
+    err = capsys.readouterr().err
+    assert stop.value.code == 1 and re.fullmatch(says + r".*\n", err) and "Traceback" not in err
+
+
+@pytest.mark.parametrize("error", [RuntimeError("shapes do not match"), OSError(errno.ENOENT, "No such file")])
+def test_other_errors_are_not_taken_for_memory_or_disk(error):
+    def main(config):
+        raise error
+    with pytest.raises(type(error)):
+        run_script(main, vars(train_model), [])
+
+
+@pytest.mark.parametrize("damage, says", [
+    (lambda folder: (folder / "tokenizer_config.json").unlink(), "but no tokenizer_config.json"),
+    (lambda folder: (folder / "tokenizer_config.json").write_text("{}"), "names no end-of-story or padding token"),
+])
+def test_a_tokenizer_without_its_config_is_one_line(model_dir, tokenizer_dir, tmp_path, damage, says):
+    model = copy_model(model_dir, tmp_path / "model")
+    tokenizer = tmp_path / "tokenizer"
+    shutil.copytree(tokenizer_dir, tokenizer)
+    damage(model)
+    damage(tokenizer)
+    before = checksums(tmp_path)
+    with pytest.raises(UserError, match=f"{says}: copy the tokenizer the model was trained with back"):
+        run_main(generate, [f"--model_dir={model}"])
+    with pytest.raises(UserError, match=f"{says}: run train_tokenizer.py again"):
+        run_main(train_model, [f"--tokenizer_dir={tokenizer}", f"--model_dir={tmp_path / 'new'}"])
+    assert checksums(tmp_path) == before and not (tmp_path / "new").exists()
