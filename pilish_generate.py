@@ -114,6 +114,8 @@ def load_ngrams(folder):
 
 def check_settings(config):
     """The ranges that get_digits and WriteOptions leave to the caller."""
+    from pilish.writing import MAX_LOOKAHEAD_WEIGHT  # torch: not for --help or CHECK_FILE
+
     within(config, "NUM_SAMPLES", 1, 1000)
     within(config, "NUM_BEAMS", 1, 256)  # each beam holds its own copy of the model's cache
     check_seed_and_threads(config)
@@ -129,6 +131,7 @@ def check_settings(config):
     within(config, "REPETITION_PENALTY", 0, 100, low_open=True)
     within(config, "TOP_P", 0, 1, low_open=True)
     within(config, "NGRAM_WEIGHT", 0, 1)
+    within(config, "LOOKAHEAD_WEIGHT", 0, MAX_LOOKAHEAD_WEIGHT)
     if config.OUTPUT_FILE:  # before the model writes for minutes
         check_not_a_saved_file(config.OUTPUT_FILE, "OUTPUT_FILE")
         check_writable(config.OUTPUT_FILE, "OUTPUT_FILE", folder=False)

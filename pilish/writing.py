@@ -23,6 +23,7 @@ from pilish.rules import PilishError, Verification, check_digit_string, check_ru
 from pilish.vocabulary import tables_for
 
 DECODINGS = ("beam", "sample")
+MAX_LOOKAHEAD_WEIGHT = 100  # far above, the costs overflow and the text can break
 
 
 @dataclass(frozen=True)
@@ -52,8 +53,9 @@ class WriteOptions:
             raise PilishError(f"decoding must be one of {', '.join(DECODINGS)}, not {self.decoding!r}")
         if self.num_beams < 1:
             raise PilishError(f"the number of beams must be at least 1, not {self.num_beams}")
-        if self.lookahead_weight < 0:
-            raise PilishError(f"the look-ahead weight must be at least 0, not {self.lookahead_weight}")
+        if not 0 <= self.lookahead_weight <= MAX_LOOKAHEAD_WEIGHT:
+            raise PilishError(f"the look-ahead weight must be between 0 and {MAX_LOOKAHEAD_WEIGHT}, not "
+                              f"{self.lookahead_weight}")
         if not 0 <= self.ngram_weight <= 1:
             raise PilishError(f"the n-gram weight must be between 0 and 1, not {self.ngram_weight}")
 

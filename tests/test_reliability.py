@@ -167,6 +167,7 @@ def test_training_memory_counts_the_parameters_of_a_real_model():
     (["--num_samples=100000"], "NUM_SAMPLES must lie in"),
     (["--decoding=sample", "--temperature=1e-300"], "TEMPERATURE must lie in"),
     (["--repetition_penalty=1e300"], "REPETITION_PENALTY must lie in"),
+    (["--lookahead_weight=1e30"], "LOOKAHEAD_WEIGHT must lie in"),  # it broke the text (no progress at digit 1)
 ])
 def test_pilish_numbers_beyond_what_the_libraries_take_are_one_line(argv, message, tmp_path):
     with pytest.raises(UserError, match=message):
