@@ -125,6 +125,10 @@ def check_model_dir(config, architecture, fingerprint, log):
 
 def main(config):
     check_settings(config)  # before the heavy imports: a bad value is reported at once
+    if Path(config.MODEL_DIR).resolve() == Path(config.TOKENIZER_DIR).resolve() and not Path(
+            config.MODEL_DIR, "config.json").is_file():  # a model folder holds its own copy of the tokenizer
+        raise UserError(f"MODEL_DIR is the tokenizer folder {config.TOKENIZER_DIR}: the model would be saved "
+                        f"over it; choose another MODEL_DIR")
     tokenizer = load_tokenizer(config.TOKENIZER_DIR)
     if tokenizer.eos_token_id is None or tokenizer.pad_token_id is None:  # a foreign tokenizer
         raise UserError(f"the tokenizer in {config.TOKENIZER_DIR} has no {EOT} or {PAD} token: "
@@ -146,7 +150,7 @@ def main(config):
 
 def train(config, tokenizer):
     """Everything after the checks: resume or start, train, evaluate, save."""
-    from transformers import Trainer, set_seed
+    from transformers import Trainer, TrainerState, set_seed
 
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     is_main = int(os.environ.get("RANK", "0")) == 0
@@ -186,12 +190,19 @@ def train(config, tokenizer):
         which = "training" if len(train_blocks) == 0 else "validation"
         raise UserError(f"the {which} data holds fewer than CONTEXT_LENGTH={config.CONTEXT_LENGTH} tokens: "
                         f"give more text or a smaller CONTEXT_LENGTH")
-    aside = training.set_aside_checkpoints(config.MODEL_DIR) if starts_afresh and is_main else None
-    if aside is not None:  # every input has loaded: only now does anything of the old run move
-        log(f"--overwrite: the old checkpoints wait in {aside} until this run saves its first one")
     block_tokens = config.CONTEXT_LENGTH * config.BATCH_SIZE * config.GRADIENT_ACCUMULATION * world_size
     steps_per_epoch = max(1, len(train_blocks) // (config.BATCH_SIZE * config.GRADIENT_ACCUMULATION * world_size))
     total_steps = config.MAX_STEPS or math.ceil(steps_per_epoch * config.NUM_EPOCHS)
+    resumed_step = training.checkpoint_step(checkpoint) if checkpoint else 0
+    nothing_left = checkpoint is not None and resumed_step >= total_steps  # the Trainer would train a step more
+    if nothing_left and training.holds_finished_model(config.MODEL_DIR):
+        if not config.OVERWRITE:
+            raise UserError(finished_elsewhere(config, checkpoint, resumed_step, total_steps))
+        log(f"--overwrite: starting afresh over {config.MODEL_DIR}")
+        checkpoint, resumed_step, nothing_left, starts_afresh = None, 0, False, True
+    aside = training.set_aside_checkpoints(config.MODEL_DIR) if starts_afresh and is_main else None
+    if aside is not None:  # every input has loaded: only now does anything of the old run move
+        log(f"--overwrite: the old checkpoints wait in {aside} until this run saves its first one")
 
     model = training.build_model(
         len(tokenizer), context_length=config.CONTEXT_LENGTH, n_embd=config.N_EMBD, n_layer=config.N_LAYER,
@@ -236,11 +247,18 @@ def train(config, tokenizer):
         guard.interrupted = True
         log("\nCtrl-C: saving a checkpoint after this step (Ctrl-C again to quit without saving)")
 
-    training.quiet_resume_warning()
+    training.quiet_trainer_warnings()
     previous_handler = signal.signal(signal.SIGINT, on_interrupt)
     started = time.perf_counter()
     try:
-        result = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+        if nothing_left:  # a run stopped between its last checkpoint and saving the model: save that checkpoint
+            log(f"{checkpoint.name} holds all {total_steps:,} steps these settings train: it becomes the model, "
+                f"with no step more")
+            training.load_checkpoint_weights(trainer.model, checkpoint)
+            trainer.state = TrainerState.load_from_json(str(checkpoint / "trainer_state.json"))
+            result = None
+        else:
+            result = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
     except Exception as error:  # a full disk or a folder made read-only while a checkpoint was written
         code = write_error_code(error, config.MODEL_DIR)  # before the half-written checkpoint frees its space
         if not code:
@@ -274,15 +292,16 @@ def train(config, tokenizer):
         return
     files.save_into(config.MODEL_DIR, trainer.save_model)  # weights, config, tokenizer: each renamed in whole
     write_run_record(config.MODEL_DIR, record)
-    steps_this_run = trainer.state.global_step - (int(checkpoint.name.rsplit("-", 1)[1]) if checkpoint else 0)
+    steps_this_run = trainer.state.global_step - resumed_step
     metrics = {
         "device": f"{device} x {world_size}", "precision": precision,
         "parameters": total, "non_embedding_parameters": non_embedding,
         "steps": trainer.state.global_step, "tokens_seen": trainer.state.global_step * block_tokens,
-        "tokens_per_second": steps_this_run * block_tokens / wall_seconds if wall_seconds else None,
+        "tokens_per_second": steps_this_run * block_tokens / wall_seconds if wall_seconds and steps_this_run else None,
         "wall_seconds": wall_seconds, "tokenize_seconds": tokenize_seconds,
         "peak_memory_bytes": peak_bytes, "peak_memory_of": peak_of,
-        "train_loss": result.training_loss, "valid_loss": evaluation["eval_loss"],
+        "train_loss": result.training_loss if result else last_logged(trainer.state.log_history, "train_loss", "loss"),
+        "valid_loss": evaluation["eval_loss"],
         "valid_perplexity": math.exp(evaluation["eval_loss"]),
         "log_history": trainer.state.log_history,
     }
@@ -294,11 +313,31 @@ def train(config, tokenizer):
     training.plot_loss_curve(trainer.state.log_history, Path(config.MODEL_DIR, "loss_curve.png"))
     write_card(config, trainer.model, tokenizer, metrics, len(valid_blocks))
     log(f"validation loss {evaluation['eval_loss']:.3f} (perplexity {math.exp(evaluation['eval_loss']):.1f}); "
-        f"{metrics['tokens_per_second'] or 0:,.0f} tokens/s over {wall_seconds:.0f} s; peak {peak_of} "
+        + (f"{metrics['tokens_per_second']:,.0f} tokens/s over {wall_seconds:.0f} s" if steps_this_run else
+           "no step trained") + f"; peak {peak_of} "
         f"{(peak_bytes or 0) / 2**30:.2f} GiB")
     log(f"saved model, tokenizer, model card (README.md), metrics.json, loss_curve.png"
         f"{' and ngrams.pt' * (config.NGRAM_STORIES > 0)} to {config.MODEL_DIR}/ -- next: "
         + next_command("generate.py", MODEL_DIR=(config.MODEL_DIR, "model")))
+
+
+def finished_elsewhere(config, checkpoint, step, total_steps):
+    """Why a run with other settings over a finished model has nothing to train (a UserError's text)."""
+    before = (read_run_record(config.MODEL_DIR) or read_run_record(checkpoint) or {}).get("settings", {})
+    changed = training.differences(before, settings_of(config), ignore=("OVERWRITE", "MODEL_DIR"))
+    differ = f"; the settings that differ ({', '.join(changed)}) would apply only to steps after it" if changed else ""
+    return (f"{config.MODEL_DIR} holds a model trained for {step:,} steps, all that these settings train "
+            f"({total_steps:,}){differ}: raise MAX_STEPS or NUM_EPOCHS to train it further, or choose another "
+            f"MODEL_DIR, or pass --overwrite=true to train afresh over it")
+
+
+def last_logged(log_history, *keys):
+    """The last value of the first of `keys` found in the Trainer's log history, or None."""
+    for entry in reversed(log_history):
+        for key in keys:
+            if key in entry:
+                return entry[key]
+    return None
 
 
 def already_trained(config, tokenizer, log):

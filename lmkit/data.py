@@ -5,6 +5,7 @@ source: a hub name, a .txt file (stories separated by <|endoftext|> lines or by 
 gzipped), a folder of such files, json/jsonl/parquet with a 'text' column, or "sample".
 """
 
+import contextlib
 import gzip
 import os
 import socket
@@ -21,6 +22,7 @@ GZIP_FORMATS = {"text", "json"}  # also read gzipped (stories.txt.gz), as downlo
 # DATASET="sample" is the real TinyStories sample that ships in the repo (its README gives source and
 # license): found from any working directory, with splits like the hub set's.
 SAMPLE = "sample"
+QUIET_BELOW_BYTES = 64 * 2**20  # local data smaller than this loads without progress bars
 SAMPLE_DIR = Path(__file__).resolve().parent.parent / "data" / "tinystories-sample"
 SAMPLE_SPLITS = {"train": "train.txt.gz", "validation": "valid.txt.gz"}
 
@@ -172,10 +174,26 @@ def load_stories(source, split="train"):
     kind = kinds.pop()
     if all(f.stat().st_size == 0 for f in files):
         raise UserError(f"{source} is empty: it has no stories")
-    dataset = _load_txt(source, files) if kind == "text" else _load_table(source, files, kind)
+    with _quiet_progress(sum(f.stat().st_size for f in files) < QUIET_BELOW_BYTES):
+        dataset = _load_txt(source, files) if kind == "text" else _load_table(source, files, kind)
     if len(dataset) == 0:
         raise UserError(f"{source} has no stories in it")
     return dataset
+
+
+@contextlib.contextmanager
+def _quiet_progress(quiet):
+    """No "Generating train split" bars from `datasets` while `quiet`: for a small file they flash by
+    in a second, and when the file is bad they would stand above its one-line error."""
+    import datasets
+    was_shown = datasets.is_progress_bar_enabled()
+    if quiet and was_shown:
+        datasets.disable_progress_bars()
+    try:
+        yield
+    finally:
+        if quiet and was_shown:
+            datasets.enable_progress_bars()
 
 
 def _load_from_hub(source, split):

@@ -209,6 +209,9 @@ def check_weights_fit(model, report, config_file, weights_file):
     if not weights_are_finite(model):
         raise UserError(f"{weights_file} holds NaN or infinite weights: train the model again "
                         f"(with a lower LEARNING_RATE)")
+    if not any(bool(parameter.any()) for parameter in model.parameters()):  # zeroed: it would write random words
+        raise UserError(f"{weights_file} holds only zeros, no trained weights: train the model again "
+                        f"(or copy back the file it saved)")
 
 
 def load_model(folder, device=None):

@@ -57,7 +57,7 @@ def model_card(*, name, dataset, settings, parameters, non_embedding, vocabulary
         f"- validation loss {valid_loss:.3f} (perplexity {_perplexity(valid_loss):.1f}) on {valid_blocks:,} "
         f"blocks of {settings.get('CONTEXT_LENGTH', '?')} tokens", "", *table, "",
         "## Sample", "", f"Greedy continuation of \"{sample_prompt}\" (`do_sample=False, no_repeat_ngram_size=3`):", "",
-        f"> {sample}", "",
+        f"> {sample}" if sample else "> (none: the context is too short to continue the prompt)", "",
         "## Use", "", "```python", "from transformers import pipeline",
         f'generate = pipeline("text-generation", model="{name}")',
         f'print(generate("{sample_prompt}", max_new_tokens=50, do_sample=True)[0]["generated_text"])',
@@ -85,6 +85,8 @@ def greedy_sample(model, tokenizer, prompt, new_tokens=40):
     from lmkit.text import detokenize, split_words
     ids = [tokenizer.eos_token_id, *split_words(tokenizer, prompt)[1]]
     new_tokens = min(new_tokens, model.config.n_positions - len(ids))  # GPT-2 has no positions past its context
+    if new_tokens < 1:  # a context too short to hold the prompt and one more token
+        return ""
     inputs = torch.tensor([ids], device=model.device)
     was_training = model.training
     model.eval()

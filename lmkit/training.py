@@ -131,6 +131,8 @@ def checkpoint_problem(checkpoint):
     written only in part (the Trainer writes trainer_state.json last, so a save cut short lacks it,
     or leaves it or another file truncated), or a step in its name that its state does not record."""
     checkpoint = Path(checkpoint)
+    if not checkpoint.is_dir():
+        return "it is a file, not a folder"
     missing = [name for name in CHECKPOINT_FILES if not (checkpoint / name).is_file()]
     if missing:
         return f"it has no {' or '.join(missing)}"
@@ -142,10 +144,9 @@ def checkpoint_problem(checkpoint):
             weights.keys()  # safe_open checks the header against the file's length
     except Exception as error:  # truncated or garbled: SafetensorError is none of the usual types
         return f"a file is cut short or garbled ({first_line(error)})"
-    # torch.save writes zip archives, whose directory is at the end: a cut-short file has none
-    damaged = [path.name for path in sorted(checkpoint.glob("*.pt*")) if not zipfile.is_zipfile(path)]
+    damaged = [path.name for path in sorted(checkpoint.glob("*.pt*")) if not is_torch_archive(path)]
     if damaged:
-        return f"{damaged[0]} is cut short"
+        return f"{damaged[0]} is cut short or garbled"
     step = state.get("global_step") if isinstance(state, dict) else None
     named = CHECKPOINT_RE.match(checkpoint.name)
     if not isinstance(step, int) or (named and int(named[1]) != step):
@@ -153,14 +154,45 @@ def checkpoint_problem(checkpoint):
     return None
 
 
+def is_torch_archive(path):
+    """Whether `path` reads as what torch.save writes: a zip archive (whose directory is at the end, so a
+    cut-short file has none) holding a pickle and a version record, every member matching its CRC."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            names = archive.namelist()
+            return (any(name.endswith("/data.pkl") for name in names) and any(name.endswith("/version") for name in names)
+                    and archive.testzip() is None)
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError):
+        return False
+
+
 def checkpoint_folders(model_dir):
-    """The checkpoint-N folders in `model_dir`, the last (highest N) first."""
+    """The checkpoint-N entries in `model_dir`, the last (highest N) first: folders, and any file that
+    bears such a name (it cannot be resumed, and would stop the Trainer saving that step)."""
     folder = Path(model_dir)
     if not folder.is_dir():
         return []
     numbered = sorted(((int(match[1]), path) for path in folder.iterdir()
-                       if path.is_dir() and (match := CHECKPOINT_RE.match(path.name))), reverse=True)
+                       if (match := CHECKPOINT_RE.match(path.name))), reverse=True)
     return [path for _, path in numbered]
+
+
+def checkpoint_step(checkpoint):
+    """The step in a checkpoint-N folder's name (checkpoint_problem has checked that its state agrees)."""
+    return int(CHECKPOINT_RE.match(Path(checkpoint).name)[1])
+
+
+def load_checkpoint_weights(model, checkpoint):
+    """Load a checkpoint's model.safetensors into `model` (built with the same architecture), as a
+    resume would, for a run that has no step left to train. The output layer shares the embedding's
+    weights, so the file holds no lm_head.weight."""
+    from safetensors.torch import load_file
+    state = load_file(str(Path(checkpoint) / "model.safetensors"), device=str(model.device))
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    if unexpected or set(missing) - {"lm_head.weight"}:
+        raise ValueError(f"{checkpoint}/model.safetensors does not fit the model "
+                         f"(missing {sorted(missing)[:3]}, unexpected {sorted(unexpected)[:3]})")
+    model.tie_weights()
 
 
 def find_checkpoints(model_dir):
@@ -178,9 +210,11 @@ def set_aside(checkpoint):
     """Rename an incomplete checkpoint so that neither the Trainer nor a later run takes it for one."""
     checkpoint = Path(checkpoint)
     target = checkpoint.with_name("incomplete-" + checkpoint.name)
-    if target.exists():
+    if target.is_dir():
         import shutil
         shutil.rmtree(target)
+    elif target.exists():
+        target.unlink()
     checkpoint.rename(target)
     return target
 
@@ -372,18 +406,25 @@ def make_thread_callback(every_seconds=20.0):
     return ThreadWatch()
 
 
-class _DropMismatchWarning(logging.Filter):
+TRAINER_NOISE = (
+    # compares our shares of the run (EVAL_STEPS 0 = 0.2) with the step counts they became, so it fires on
+    # every resume; train_model.py names the settings that really differ from the checkpoint's
+    "do not match the ones in the `trainer_state.json`",
+    # checkpoint rotation in a short run (checkpoints less than a second apart) sorts them by step all the same
+    "mtime may not be reliable on this filesystem",
+)
+
+
+class _DropTrainerNoise(logging.Filter):
     def filter(self, record):
-        return "do not match the ones in the `trainer_state.json`" not in record.getMessage()
+        return not any(noise in record.getMessage() for noise in TRAINER_NOISE)
 
 
-def quiet_resume_warning():
-    """Drop the Trainer's "arguments do not match the ones in trainer_state.json" warning on resume: it
-    compares our shares of the run (EVAL_STEPS 0 = 0.2) with the step counts they became, so it fires on
-    every resume; train_model.py names the settings that really differ from the checkpoint's."""
+def quiet_trainer_warnings():
+    """Drop the Trainer's warnings in TRAINER_NOISE, which a user can do nothing about."""
     logger = logging.getLogger("transformers.trainer_utils")
-    if not any(isinstance(existing, _DropMismatchWarning) for existing in logger.filters):
-        logger.addFilter(_DropMismatchWarning())
+    if not any(isinstance(existing, _DropTrainerNoise) for existing in logger.filters):
+        logger.addFilter(_DropTrainerNoise())
 
 
 def make_guard_callback(run_record=None, after_first_save=None):

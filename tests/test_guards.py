@@ -13,6 +13,7 @@ import sys
 
 import pytest
 import torch
+from safetensors.torch import load_file
 from transformers import TrainerControl, TrainerState
 
 import generate
@@ -99,6 +100,61 @@ def test_rerunning_a_finished_command_changes_no_file(model_dir, corpus_file, to
     train(corpus_file, tokenizer_dir, folder, "--max_steps=62")
     assert json.loads((folder / "metrics.json").read_text())["steps"] == 62
     assert checksums(folder)["model.safetensors"] != before["model.safetensors"]
+
+
+def test_other_settings_over_a_finished_model_train_no_step_more(model_dir, corpus_file, tokenizer_dir, tmp_path,
+                                                                 capsys):
+    """Its last checkpoint is at the step these settings end on: the Trainer, resumed there, trains one
+    step more all the same (and rotation deletes the oldest checkpoint). Refused unless on purpose."""
+    folder = tmp_path / "model"
+    shutil.copytree(model_dir, folder)
+    before = checksums(folder)
+    for change in ("--learning_rate=0.02", "--seed=7"):
+        with pytest.raises(UserError, match=f"holds a model trained for 60 steps, all that these settings train "
+                                            f"\\(60\\); the settings that differ \\(.*(LEARNING_RATE|SEED).*--overwrite"):
+            train(corpus_file, tokenizer_dir, folder, "--max_steps=60", change)
+    (folder / "training_run.json").unlink()  # no record to compare with: the checkpoint still says it is done
+    with pytest.raises(UserError, match="holds a model trained for 60 steps"):
+        train(corpus_file, tokenizer_dir, folder, "--max_steps=60")
+    assert checksums(folder) == {name: sum_ for name, sum_ in before.items() if name != "training_run.json"}
+    # on purpose: afresh, with the new settings, the old checkpoints gone once the new run has saved one
+    train(corpus_file, tokenizer_dir, folder, "--max_steps=60", "--learning_rate=0.02", "--overwrite=true")
+    assert json.loads((folder / "metrics.json").read_text())["steps"] == 60
+    assert json.loads((folder / "training_run.json").read_text())["settings"]["LEARNING_RATE"] == 0.02
+    assert "--overwrite: starting afresh" in capsys.readouterr().out and not list(folder.glob("replaced-*"))
+
+
+def test_a_run_stopped_after_its_last_checkpoint_saves_that_checkpoint(model_dir, corpus_file, tokenizer_dir,
+                                                                      tmp_path, capsys):
+    """Killed between the last checkpoint and the final save: the next run trains no step more (the
+    Trainer would train one past MAX_STEPS) and saves the checkpoint's weights as the model."""
+    folder = tmp_path / "model"
+    shutil.copytree(model_dir, folder)
+    last = training.find_checkpoints(folder)[0]
+    assert last.name == "checkpoint-60"
+    for path in folder.iterdir():
+        if path.is_file():
+            path.unlink()
+    train(corpus_file, tokenizer_dir, folder, "--max_steps=60")
+    assert "checkpoint-60 holds all 60 steps these settings train: it becomes the model" in capsys.readouterr().out
+    metrics = json.loads((folder / "metrics.json").read_text())
+    assert metrics["steps"] == 60 and metrics["tokens_per_second"] is None and metrics["train_loss"] > 0
+    saved, finished = load_file(folder / "model.safetensors"), load_file(model_dir / "model.safetensors")
+    assert saved.keys() == finished.keys() and all(torch.equal(saved[k], finished[k]) for k in saved)
+    assert sorted(path.name for path in folder.glob("checkpoint-*")) == sorted(
+        path.name for path in model_dir.glob("checkpoint-*"))
+    before = checksums(folder)
+    train(corpus_file, tokenizer_dir, folder, "--max_steps=60")  # and now it is a finished run's fixed point
+    assert checksums(folder) == before
+
+
+def test_the_model_is_not_saved_over_its_own_tokenizer_folder(corpus_file, tokenizer_dir, tmp_path):
+    folder = tmp_path / "tokenizer"
+    shutil.copytree(tokenizer_dir, folder)
+    before = checksums(folder)
+    with pytest.raises(UserError, match="MODEL_DIR is the tokenizer folder .*: the model would be saved over it"):
+        train(corpus_file, folder, folder / ".." / "tokenizer", "--max_steps=2")
+    assert checksums(folder) == before
 
 
 def test_loading_a_model_checks_its_tokenizer(model_dir, corpus_file, tokenizer_dir, tmp_path):

@@ -45,6 +45,8 @@ def test_model_card_names_a_hub_data_set_and_not_a_local_one():
     assert "datasets: [roneneldan/TinyStories]" in model_card(dataset="roneneldan/TinyStories", **facts)
     assert "datasets:" not in model_card(dataset="sample", **facts)
     assert "perplexity 7.4" in model_card(dataset="sample", **facts)
+    assert "\n> hi there\n" in model_card(dataset="sample", **facts)
+    assert "\n> (none: the context is too short" in model_card(dataset="sample", **{**facts, "sample": ""})
 
 
 # ---- pinned by mutation testing (issue 23)
@@ -97,3 +99,15 @@ def test_greedy_sample_stops_at_the_end_of_the_context(tokenizer_dir):
     assert text.startswith(prompt) and len(tokenizer(" " + text)["input_ids"]) <= 11
     assert model.training  # put back in the mode it was in
     assert greedy_sample(model.eval(), tokenizer, prompt, new_tokens=1).startswith(prompt) and not model.training
+
+
+def test_greedy_sample_is_empty_when_the_context_holds_no_more_than_the_prompt(tokenizer_dir):
+    """CONTEXT_LENGTH=2 trains; its model card's sample has no room, and the save must not fail there."""
+    from transformers import AutoTokenizer
+
+    from conftest import tiny_gpt2
+    from lmkit.publish import greedy_sample
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
+    model = tiny_gpt2(len(tokenizer), n_positions=5, n_embd=16, n_layer=1)
+    assert greedy_sample(model, tokenizer, "once upon a time") == ""  # 5 positions: <|endoftext|> and 4 words
+    assert greedy_sample(model, tokenizer, "once upon a") != ""

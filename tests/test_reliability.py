@@ -7,6 +7,7 @@ import json
 import re
 import shutil
 import unicodedata
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -27,10 +28,26 @@ from pilish.rules import verify
 from test_guards import checksums, copy_model
 
 
+def zip_of_junk(path):
+    """A zip archive, but not one torch.save wrote (no pickle, no version record)."""
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("optimizer/junk", "not a state")
+
+
+def flip_a_byte(path):
+    """The same length and a whole zip directory, but one byte of a member's data changed."""
+    data = bytearray(path.read_bytes())
+    data[len(data) // 3] ^= 0xFF
+    path.write_bytes(bytes(data))
+
+
 @pytest.mark.parametrize("damage, why", [
     (lambda c: (c / "optimizer.pt").unlink(), "it has no optimizer.pt"),
     (lambda c: (c / "scheduler.pt").unlink(), "it has no scheduler.pt"),
     (lambda c: (c / "trainer_state.json").write_text("{}"), "records step None"),
+    (lambda c: zip_of_junk(c / "optimizer.pt"), "optimizer.pt is cut short or garbled"),
+    (lambda c: flip_a_byte(c / "optimizer.pt"), "optimizer.pt is cut short or garbled"),
+    (lambda c: (shutil.rmtree(c), c.write_text("x")), "it is a file, not a folder"),  # would block saving step 4
 ])
 def test_an_incomplete_checkpoint_is_set_aside_not_resumed(corpus_file, tokenizer_dir, tmp_path, capsys, damage, why):
     train(corpus_file, tokenizer_dir, tmp_path, "--max_steps=4", "--eval_steps=2")
@@ -40,7 +57,8 @@ def test_an_incomplete_checkpoint_is_set_aside_not_resumed(corpus_file, tokenize
     captured = capsys.readouterr()
     assert "checkpoint-4 cannot be resumed (" in captured.err and why in captured.err
     assert f"resuming from {tmp_path / 'checkpoint-2'}" in captured.out
-    assert (tmp_path / "incomplete-checkpoint-4").is_dir()
+    assert (tmp_path / "incomplete-checkpoint-4").exists() and (tmp_path / "checkpoint-4").is_dir()
+    assert json.loads((tmp_path / "metrics.json").read_text())["steps"] == 6
     assert "do not match the ones in the `trainer_state.json`" not in captured.out + captured.err
 
 
@@ -77,6 +95,19 @@ def test_nan_weights_are_refused_not_scored(model_dir, tmp_path):
     save_file(weights, folder / "model.safetensors", metadata={"format": "pt"})
     with pytest.raises(UserError, match="model.safetensors holds NaN or infinite weights"):
         load_model(folder, "cpu")
+
+
+def test_weights_of_zeros_are_refused(model_dir, tmp_path):
+    """Finite, the right shapes, and no model: it writes uniformly random words, and scores them."""
+    folder = copy_model(model_dir, tmp_path / "model")
+    weights = load_file(folder / "model.safetensors")
+    save_file({name: torch.zeros_like(tensor) for name, tensor in weights.items()}, folder / "model.safetensors",
+              metadata={"format": "pt"})
+    with pytest.raises(UserError, match="model.safetensors holds only zeros, no trained weights"):
+        load_model(folder, "cpu")
+    weights[next(iter(weights))].zero_()  # one tensor of zeros is no damage
+    save_file(weights, folder / "model.safetensors", metadata={"format": "pt"})
+    assert load_model(folder, "cpu")[0] is not None
 
 
 def test_data_with_no_text_is_refused(tmp_path):

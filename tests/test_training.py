@@ -144,9 +144,10 @@ def test_checkpoints_are_ordered_by_step_number_not_by_name(tmp_path):
         (tmp_path / f"checkpoint-{step}").mkdir()
     (tmp_path / "checkpoint-x").mkdir()  # not a step number
     (tmp_path / "incomplete-checkpoint-500").mkdir()
-    (tmp_path / "checkpoint-7").write_text("a file, not a folder")
+    (tmp_path / "checkpoint-7").write_text("a file, not a folder")  # listed, to be set aside: it blocks step 7
     assert [path.name for path in training.checkpoint_folders(tmp_path)] == [
-        "checkpoint-100", "checkpoint-10", "checkpoint-9", "checkpoint-2"]
+        "checkpoint-100", "checkpoint-10", "checkpoint-9", "checkpoint-7", "checkpoint-2"]
+    assert training.checkpoint_problem(tmp_path / "checkpoint-7") == "it is a file, not a folder"
     assert training.checkpoint_folders(tmp_path / "missing") == []
 
 
@@ -336,3 +337,18 @@ def test_a_run_record_without_settings_differs_in_none(tmp_path):
     (tmp_path / "config.json").write_text("{cut")
     assert training.saved_model_mismatch(tmp_path, architecture, "sha256:t") == [
         f"a {tmp_path / 'config.json'} that cannot be read"]
+
+
+def test_trainer_warnings_a_user_can_do_nothing_about_are_dropped():
+    import logging
+    training.quiet_trainer_warnings()
+    training.quiet_trainer_warnings()  # twice: one filter
+    logger = logging.getLogger("transformers.trainer_utils")
+    assert sum(type(f).__name__ == "_DropTrainerNoise" for f in logger.filters) == 1
+
+    def shown(message):
+        return bool(logger.filter(logger.makeRecord(logger.name, logging.WARNING, __file__, 1, message, None, None)))
+
+    assert not shown("mtime may not be reliable on this filesystem, falling back to numerical ordering")
+    assert not shown("The following arguments do not match the ones in the `trainer_state.json` within the checkpoint")
+    assert shown("Checkpoint destination directory exists")
