@@ -121,7 +121,7 @@ def check_settings(config):
     check_seed_and_threads(config)
     if config.NUM_DIGITS > MAX_DIGITS:
         raise UserError(f"NUM_DIGITS is at most {MAX_DIGITS:,}, not {config.NUM_DIGITS:,}")
-    at_least(config, 0, "NO_REPEAT_NGRAM_SIZE", "TOP_K", "CONTEXT_LENGTH", "THREADS")
+    at_least(config, 0, "NO_REPEAT_NGRAM_SIZE", "NO_REPEAT_WORDS", "TOP_K", "CONTEXT_LENGTH", "THREADS")
     if config.REPETITION_PENALTY <= 0:
         raise UserError(f"REPETITION_PENALTY must be above 0 (1.0 = off), not {config.REPETITION_PENALTY}")
     if config.DECODING == "sample" and config.TEMPERATURE <= 0:

@@ -105,8 +105,12 @@ def check_model_dir(config, architecture, fingerprint, log):
         if reasons and not config.OVERWRITE:
             raise UserError(f"{checkpoint} was trained with {', '.join(reasons)}: {way_out}")
     elif training.holds_finished_model(config.MODEL_DIR):
-        reasons = training.saved_model_mismatch(config.MODEL_DIR, architecture, fingerprint,
-                                                settings_of(config))
+        damage = training.finished_model_problem(config.MODEL_DIR)
+        if damage and not config.OVERWRITE:
+            raise UserError(f"the model in {config.MODEL_DIR} is damaged: {damage}, and no checkpoint is left to "
+                            f"save again; pass --overwrite=true to train afresh over it (or choose another MODEL_DIR)")
+        reasons = [damage] if damage else training.saved_model_mismatch(
+            config.MODEL_DIR, architecture, fingerprint, settings_of(config))
         if reasons and not config.OVERWRITE:
             raise UserError(f"{config.MODEL_DIR} holds a finished model trained with {', '.join(reasons)}: "
                             f"{way_out}")
@@ -195,7 +199,9 @@ def train(config, tokenizer):
     total_steps = config.MAX_STEPS or math.ceil(steps_per_epoch * config.NUM_EPOCHS)
     resumed_step = training.checkpoint_step(checkpoint) if checkpoint else 0
     nothing_left = checkpoint is not None and resumed_step >= total_steps  # the Trainer would train a step more
-    if nothing_left and training.holds_finished_model(config.MODEL_DIR):
+    damage = training.finished_model_problem(config.MODEL_DIR) if training.holds_finished_model(config.MODEL_DIR) \
+        else None
+    if nothing_left and training.holds_finished_model(config.MODEL_DIR) and not damage:
         if not config.OVERWRITE:
             raise UserError(finished_elsewhere(config, checkpoint, resumed_step, total_steps))
         log(f"--overwrite: starting afresh over {config.MODEL_DIR}")
@@ -251,9 +257,13 @@ def train(config, tokenizer):
     previous_handler = signal.signal(signal.SIGINT, on_interrupt)
     started = time.perf_counter()
     try:
-        if nothing_left:  # a run stopped between its last checkpoint and saving the model: save that checkpoint
+        if nothing_left:  # stopped between its last checkpoint and saving the model, or the model damaged since
             log(f"{checkpoint.name} holds all {total_steps:,} steps these settings train: it becomes the model, "
-                f"with no step more")
+                f"with no step more" + (f" (the model it replaces is damaged: {damage})" if damage else ""))
+            for blocking in Path(config.MODEL_DIR).glob("model*.safetensors"):  # a folder the save cannot replace
+                if blocking.is_dir():
+                    blocking.rename(blocking.with_name(blocking.name + ".damaged"))
+                    log(f"moved the folder {blocking.name} aside as {blocking.name}.damaged")
             training.load_checkpoint_weights(trainer.model, checkpoint)
             trainer.state = TrainerState.load_from_json(str(checkpoint / "trainer_state.json"))
             result = None
@@ -324,7 +334,7 @@ def train(config, tokenizer):
 def finished_elsewhere(config, checkpoint, step, total_steps):
     """Why a run with other settings over a finished model has nothing to train (a UserError's text)."""
     before = (read_run_record(config.MODEL_DIR) or read_run_record(checkpoint) or {}).get("settings", {})
-    changed = training.differences(before, settings_of(config), ignore=("OVERWRITE", "MODEL_DIR"))
+    changed = training.differences(before, settings_of(config), ignore=training.HARMLESS_SETTINGS)
     differ = f"; the settings that differ ({', '.join(changed)}) would apply only to steps after it" if changed else ""
     return (f"{config.MODEL_DIR} holds a model trained for {step:,} steps, all that these settings train "
             f"({total_steps:,}){differ}: raise MAX_STEPS or NUM_EPOCHS to train it further, or choose another "

@@ -33,8 +33,9 @@ from lmkit.tokenizer import build_tokenizer, unk_rate, wrap_for_transformers
 def main(config):
     if config.VOCAB_SIZE <= len(SPECIAL_TOKENS):
         raise UserError(f"VOCAB_SIZE must be larger than the {len(SPECIAL_TOKENS)} special tokens")
-    if not config.TOKENIZER_DIR.strip():
-        raise UserError("TOKENIZER_DIR is empty: give a folder")
+    for name in ("TOKENIZER_DIR", "DATASET"):  # Path("") is the current folder
+        if not getattr(config, name).strip():
+            raise UserError(f"{name} is empty: give a path" + (" (or sample, or a hub name)" if name == "DATASET" else ""))
     within(config, "HELD_OUT", 0, 1, high_open=True)
     within(config, "VOCAB_SIZE", len(SPECIAL_TOKENS) + 1, 2**31 - 1)  # the trainer counts in 32 or 64 bits
     within(config, "MIN_FREQUENCY", 0, 2**31 - 1)

@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 from lmkit.files import write_text
-from lmkit.settings import UserError, first_line
+from lmkit.settings import UserError, drop_warnings, first_line
 
 RUN_RECORD = "training_run.json"  # train_model.py's settings and tokenizer fingerprint, beside each model
 # What the user sets to choose torch's CPU threads; any of them set means the policy below stands aside.
@@ -218,6 +218,9 @@ def load_model(folder, device=None):
     """The model and tokenizer that train_model.py saved in `folder`, ready for generation."""
     from transformers import AutoModelForCausalLM
     folder = Path(folder)
+    # generate() leaves the attention mask out once it is all ones; a finished row's pad tokens then
+    # look like unmasked padding to this check (we always pass the mask)
+    drop_warnings("transformers.modeling_utils", "We strongly recommend passing in an `attention_mask`")
     weights = list(folder.glob("model*.safetensors")) + list(folder.glob("pytorch_model*.bin"))
     if not (folder / "config.json").is_file() or not weights or not (folder / "tokenizer.json").is_file():
         what = "no model" if not folder.exists() else "no complete model (config, weights and tokenizer)"

@@ -9,6 +9,7 @@ and running out of memory wherever they happen. The range checks (`at_least`, `w
 
 import errno
 import json
+import logging
 import math
 import os
 import re
@@ -182,12 +183,32 @@ def run_script(main, namespace, argv=None, errors=(), memory_hint="use smaller s
     except KeyboardInterrupt:  # Ctrl-C: one line and the shell's usual status, so `a && b` stops
         print("\ninterrupted", file=sys.stderr)
         sys.exit(130)
+    except BrokenPipeError:  # `script | head`: the reader has all it wants; stop quietly, as a shell tool does
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # Python's own flush at exit would fail too
+        sys.exit(141)
     except Exception as error:
         if is_out_of_memory(error):
             fail(f"out of memory ({first_line(error)}): {memory_hint}")
         if write_error_code(error) in DISK_FULL | NOT_WRITABLE:
             fail(cannot_write(getattr(error, "filename", None) or "a file", error))
         raise
+
+
+class _DropMessages(logging.Filter):
+    def __init__(self, texts):
+        super().__init__()
+        self.texts = texts
+
+    def filter(self, record):
+        return not any(text in record.getMessage() for text in self.texts)
+
+
+def drop_warnings(logger_name, *texts):
+    """Drop a library's log records that contain any of `texts`: warnings a user can do nothing about
+    (once per logger and texts, however often it is called)."""
+    logger = logging.getLogger(logger_name)
+    if not any(isinstance(existing, _DropMessages) and existing.texts == texts for existing in logger.filters):
+        logger.addFilter(_DropMessages(texts))
 
 
 def fail(error):

@@ -3,7 +3,6 @@ model, the Trainer's arguments and callbacks, the loss curve. Functions take pla
 """
 
 import json
-import logging
 import math
 import re
 import zipfile
@@ -11,7 +10,7 @@ from pathlib import Path
 
 from lmkit.data import load_stories
 from lmkit.folders import RUN_RECORD, read_run_record, tokenizer_fingerprint, weights_are_finite, write_run_record
-from lmkit.settings import first_line
+from lmkit.settings import drop_warnings, first_line
 
 # settings that must match for a checkpoint in MODEL_DIR to be resumed (config.json's names), and
 # train_model.py's names for those of them that are settings
@@ -284,12 +283,32 @@ def trained_by(folder, architecture, fingerprint, settings):
     record that differs from these settings only in ones that change no weight (HARMLESS_SETTINGS).
     Running those settings again has nothing to do."""
     return (holds_finished_model(folder) and read_run_record(folder) is not None
-            and not saved_model_mismatch(folder, architecture, fingerprint, settings))
+            and not saved_model_mismatch(folder, architecture, fingerprint, settings)
+            and finished_model_problem(folder) is None)
 
 
 def holds_finished_model(folder):
     folder = Path(folder)
     return (folder / "config.json").is_file() and any(folder.glob("model*.safetensors"))
+
+
+def finished_model_problem(folder):
+    """Why the finished model in `folder` cannot be loaded (its config.json or weights cut short,
+    garbled or not a file), or None: the header check that checkpoint_problem makes, without reading
+    the weights themselves."""
+    folder = Path(folder)
+    try:
+        json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    except (ValueError, OSError) as error:
+        return f"its config.json cannot be read ({first_line(error)})"
+    from safetensors import safe_open
+    for path in sorted(folder.glob("model*.safetensors")):
+        try:
+            with safe_open(str(path), framework="pt") as weights:
+                weights.keys()
+        except Exception as error:  # SafetensorError, or IsADirectoryError for a folder of that name
+            return f"its {path.name} is cut short or garbled ({first_line(error)})"
+    return None
 
 
 def precision(device):
@@ -415,16 +434,9 @@ TRAINER_NOISE = (
 )
 
 
-class _DropTrainerNoise(logging.Filter):
-    def filter(self, record):
-        return not any(noise in record.getMessage() for noise in TRAINER_NOISE)
-
-
 def quiet_trainer_warnings():
     """Drop the Trainer's warnings in TRAINER_NOISE, which a user can do nothing about."""
-    logger = logging.getLogger("transformers.trainer_utils")
-    if not any(isinstance(existing, _DropTrainerNoise) for existing in logger.filters):
-        logger.addFilter(_DropTrainerNoise())
+    drop_warnings("transformers.trainer_utils", *TRAINER_NOISE)
 
 
 def make_guard_callback(run_record=None, after_first_save=None):

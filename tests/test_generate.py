@@ -227,3 +227,17 @@ def test_the_seed_setting_is_the_seed_used(model_dir, capsys):
 def test_the_hint_names_the_next_script_with_this_model(model_dir, capsys):
     run_main(generate, [f"--model_dir={model_dir}", "--prompt=once upon a time", "--max_new_tokens=3"])
     assert f"next: python pilish_generate.py --model_dir={model_dir}" in capsys.readouterr().err
+
+
+def test_finished_rows_give_no_attention_mask_warning(model_dir):
+    """generate() leaves the all-ones mask out; rows that ended early then feed pad tokens, and the
+    library warned that the input "may be padded" (we always pass the mask): that warning is dropped."""
+    import logging
+
+    from lmkit.folders import load_model
+    load_model(model_dir, "cpu")
+    logger = logging.getLogger("transformers.modeling_utils")
+    record = logger.makeRecord(logger.name, logging.WARNING, __file__, 1, "We strongly recommend passing in an "
+                               "`attention_mask` since your input_ids may be padded.", None, None)
+    assert not logger.filter(record)
+    assert logger.filter(logger.makeRecord(logger.name, logging.WARNING, __file__, 1, "another", None, None))

@@ -148,6 +148,32 @@ def test_a_run_stopped_after_its_last_checkpoint_saves_that_checkpoint(model_dir
     assert checksums(folder) == before
 
 
+@pytest.mark.parametrize("damage, says", [
+    (lambda f: (f / "model.safetensors").write_bytes(b"x" * 100), "model.safetensors is cut short or garbled"),
+    (lambda f: ((f / "model.safetensors").unlink(), (f / "model.safetensors").mkdir()),
+     "model.safetensors is cut short or garbled"),
+    (lambda f: (f / "config.json").write_text("{oops"), "config.json cannot be read"),
+])
+def test_a_damaged_model_is_never_called_trained(model_dir, corpus_file, tokenizer_dir, tmp_path, capsys, damage,
+                                                 says):
+    """The same command again does not say "nothing to do" over a model that cannot load: it saves the
+    last checkpoint again when that holds every step, and otherwise says what is wrong, changing nothing."""
+    folder = tmp_path / "model"
+    shutil.copytree(model_dir, folder)
+    damage(folder)
+    train(corpus_file, tokenizer_dir, folder, "--max_steps=60")
+    out = capsys.readouterr().out
+    assert "checkpoint-60 holds all 60 steps" in out and f"the model it replaces is damaged: its {says}" in out
+    saved, finished = load_file(folder / "model.safetensors"), load_file(model_dir / "model.safetensors")
+    assert all(torch.equal(saved[k], finished[k]) for k in finished)
+    bare = copy_model(model_dir, tmp_path / "bare")  # no checkpoint to save again
+    damage(bare)
+    before = checksums(bare)
+    with pytest.raises(UserError, match=f"the model in {bare} is damaged: its {says}.*--overwrite=true"):
+        train(corpus_file, tokenizer_dir, bare, "--max_steps=60")
+    assert checksums(bare) == before
+
+
 def test_the_model_is_not_saved_over_its_own_tokenizer_folder(corpus_file, tokenizer_dir, tmp_path):
     folder = tmp_path / "tokenizer"
     shutil.copytree(tokenizer_dir, folder)

@@ -167,6 +167,7 @@ def test_decomposed_accents_and_unicode_hyphens_count_as_their_usual_forms():
     (generate, ["--threads=100000"], "THREADS must lie in"),
     (train_tokenizer, ["--vocab_size=100000000000000000000"], "VOCAB_SIZE must lie in"),
     (train_tokenizer, ["--min_frequency=100000000000000000000"], "MIN_FREQUENCY must lie in"),
+    (train_tokenizer, ["--dataset="], "DATASET is empty: give a path"),  # Path("") read the current folder
     (train_model, ["--seed=100000000000000000000"], "SEED must lie in"),
     (train_model, ["--num_proc=100000"], "NUM_PROC must lie in"),
 ])
@@ -199,6 +200,7 @@ def test_training_memory_counts_the_parameters_of_a_real_model():
     (["--decoding=sample", "--temperature=1e-300"], "TEMPERATURE must lie in"),
     (["--repetition_penalty=1e300"], "REPETITION_PENALTY must lie in"),
     (["--lookahead_weight=1e30"], "LOOKAHEAD_WEIGHT must lie in"),  # it broke the text (no progress at digit 1)
+    (["--no_repeat_words=-1"], "NO_REPEAT_WORDS must be at least 0"),  # silently off, as 0 is
 ])
 def test_pilish_numbers_beyond_what_the_libraries_take_are_one_line(argv, message, tmp_path):
     with pytest.raises(UserError, match=message):

@@ -1,6 +1,7 @@
 """lmkit.settings: a script's UPPERCASE settings, --name=value overrides, --help, and one-line errors."""
 
 import importlib
+import os
 import re
 import subprocess
 import sys
@@ -261,3 +262,24 @@ def test_the_closed_ends_of_the_ranges_are_taken(module, argv, tmp_path):
     with pytest.raises(UserError) as error:
         run_main(module, [f"--model_dir={tmp_path / 'missing'}", *argv])
     assert "missing" in str(error.value) and "must" not in str(error.value)
+
+
+def test_a_reader_that_stops_early_ends_the_script_quietly(tmp_path):
+    """`generate.py | head -c 1`: the closed pipe is no traceback; status 141, as a shell tool killed by
+    SIGPIPE reports."""
+    import subprocess
+    import sys
+    from pathlib import Path
+    script = tmp_path / "talk.py"
+    script.write_text("LINES = 100_000  # how many\n\n"
+                      "from lmkit.settings import run_script\n\n\n"
+                      "def main(config):\n"
+                      "    for _ in range(config.LINES):\n"
+                      "        print('once upon a time ' * 20, flush=True)\n\n\n"
+                      "run_script(main, globals())\n")
+    process = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])})
+    process.stdout.read(10)
+    process.stdout.close()
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 141 and stderr.decode() == ""

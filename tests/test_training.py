@@ -344,7 +344,7 @@ def test_trainer_warnings_a_user_can_do_nothing_about_are_dropped():
     training.quiet_trainer_warnings()
     training.quiet_trainer_warnings()  # twice: one filter
     logger = logging.getLogger("transformers.trainer_utils")
-    assert sum(type(f).__name__ == "_DropTrainerNoise" for f in logger.filters) == 1
+    assert sum(type(f).__name__ == "_DropMessages" for f in logger.filters) == 1
 
     def shown(message):
         return bool(logger.filter(logger.makeRecord(logger.name, logging.WARNING, __file__, 1, message, None, None)))
