@@ -201,6 +201,11 @@ def train(config, tokenizer):
     nothing_left = checkpoint is not None and resumed_step >= total_steps  # the Trainer would train a step more
     damage = training.finished_model_problem(config.MODEL_DIR) if training.holds_finished_model(config.MODEL_DIR) \
         else None
+    if nothing_left and damage:  # damaged after it was saved: its last checkpoint has the same weights
+        restored = training.restore_from_checkpoint(config.MODEL_DIR, checkpoint) if is_main else []
+        log(f"the model in {config.MODEL_DIR} was damaged ({damage}): put back {' and '.join(restored)} from "
+            f"{checkpoint.name}, saved at its last step; nothing else changed")
+        return
     if nothing_left and training.holds_finished_model(config.MODEL_DIR) and not damage:
         if not config.OVERWRITE:
             raise UserError(finished_elsewhere(config, checkpoint, resumed_step, total_steps))
@@ -259,11 +264,7 @@ def train(config, tokenizer):
     try:
         if nothing_left:  # stopped between its last checkpoint and saving the model, or the model damaged since
             log(f"{checkpoint.name} holds all {total_steps:,} steps these settings train: it becomes the model, "
-                f"with no step more" + (f" (the model it replaces is damaged: {damage})" if damage else ""))
-            for blocking in Path(config.MODEL_DIR).glob("model*.safetensors"):  # a folder the save cannot replace
-                if blocking.is_dir():
-                    blocking.rename(blocking.with_name(blocking.name + ".damaged"))
-                    log(f"moved the folder {blocking.name} aside as {blocking.name}.damaged")
+                f"with no step more")
             training.load_checkpoint_weights(trainer.model, checkpoint)
             trainer.state = TrainerState.load_from_json(str(checkpoint / "trainer_state.json"))
             result = None

@@ -194,6 +194,40 @@ def load_checkpoint_weights(model, checkpoint):
     model.tie_weights()
 
 
+def restore_from_checkpoint(model_dir, checkpoint):
+    """Put back the damaged files of the finished model in `model_dir` (see finished_model_problem) from
+    `checkpoint`, saved at its last step with the same weights; return their names. Only those files
+    change (a folder in a file's place is moved aside as NAME.damaged); config.json gets back the
+    generation cache that training turns off."""
+    import shutil
+
+    from lmkit.files import replace_atomically
+    model_dir, checkpoint = Path(model_dir), Path(checkpoint)
+    try:
+        json.loads((model_dir / "config.json").read_text(encoding="utf-8"))
+        damaged = []
+    except (ValueError, OSError):
+        damaged = ["config.json"]
+    from safetensors import safe_open
+    for source in sorted(checkpoint.glob("model*.safetensors")):
+        try:
+            with safe_open(str(model_dir / source.name), framework="pt") as weights:
+                weights.keys()
+        except Exception:  # cut short, garbled, missing, or a folder
+            damaged.append(source.name)
+    for name in damaged:
+        target = model_dir / name
+        if target.is_dir():
+            target.rename(target.with_name(name + ".damaged"))
+        if name == "config.json":
+            config = json.loads((checkpoint / name).read_text(encoding="utf-8"))
+            config["use_cache"] = True
+            replace_atomically(target, lambda path: path.write_text(json.dumps(config, indent=2) + "\n"))
+        else:
+            replace_atomically(target, lambda path, source=checkpoint / name: shutil.copyfile(source, path))
+    return damaged
+
+
 def find_checkpoints(model_dir):
     """(the last complete checkpoint in `model_dir` or None, [(an incomplete one after it, why)])."""
     incomplete = []

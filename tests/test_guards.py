@@ -156,17 +156,25 @@ def test_a_run_stopped_after_its_last_checkpoint_saves_that_checkpoint(model_dir
 ])
 def test_a_damaged_model_is_never_called_trained(model_dir, corpus_file, tokenizer_dir, tmp_path, capsys, damage,
                                                  says):
-    """The same command again does not say "nothing to do" over a model that cannot load: it saves the
-    last checkpoint again when that holds every step, and otherwise says what is wrong, changing nothing."""
+    """The same command again does not say "nothing to do" over a model that cannot load: the damaged
+    file is put back from the last checkpoint when that holds every step (nothing else changes), and
+    otherwise one line says what is wrong, changing nothing."""
     folder = tmp_path / "model"
     shutil.copytree(model_dir, folder)
     damage(folder)
+    name = "config.json" if "config" in says else "model.safetensors"
     train(corpus_file, tokenizer_dir, folder, "--max_steps=60")
     out = capsys.readouterr().out
-    assert "checkpoint-60 holds all 60 steps" in out and f"the model it replaces is damaged: its {says}" in out
-    saved, finished = load_file(folder / "model.safetensors"), load_file(model_dir / "model.safetensors")
-    assert all(torch.equal(saved[k], finished[k]) for k in finished)
-    bare = copy_model(model_dir, tmp_path / "bare")  # no checkpoint to save again
+    assert f"was damaged (its {says}" in out and f"put back {name} from checkpoint-60" in out
+    now, then = checksums(folder), checksums(model_dir)
+    assert {k: v for k, v in now.items() if k != name} == {k: v for k, v in then.items() if k != name}
+    if name == "config.json":
+        assert json.loads((folder / name).read_text()) == json.loads((model_dir / name).read_text())
+    else:
+        assert now[name] == then[name]  # the checkpoint's weights are the final ones, byte for byte
+    train(corpus_file, tokenizer_dir, folder, "--max_steps=60")  # whole again: a finished run's fixed point
+    assert "already holds the model these settings train" in capsys.readouterr().out
+    bare = copy_model(model_dir, tmp_path / "bare")  # no checkpoint to put it back from
     damage(bare)
     before = checksums(bare)
     with pytest.raises(UserError, match=f"the model in {bare} is damaged: its {says}.*--overwrite=true"):
