@@ -96,8 +96,7 @@ def main(config):
         raise UserError("no prompts: give one with --prompt=... or several with --prompts=a|b")
     model, tokenizer = load_model(config.MODEL_DIR)
     use_cpu_threads(config.THREADS, model.device.type)
-    for prompt in prompts:
-        warn_unknown_words(tokenizer, prompt)
+    warn_unknown_words(tokenizer, "\n".join(prompts))  # one line for all the prompts
 
     started = time.perf_counter()
     results, new_tokens = generate(model, tokenizer, prompts, config)

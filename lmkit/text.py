@@ -65,7 +65,7 @@ def unknown_words(tokenizer, text):
 
 def warn_unknown_words(tokenizer, text):
     """Say on stderr which words of a prompt the model cannot read, and which special tokens it holds."""
-    missing = unknown_words(tokenizer, text)
+    missing = list(dict.fromkeys(unknown_words(tokenizer, text)))  # each once, in order
     if missing:
         print(f"warning: not in the vocabulary, so the model reads them as {UNK}: {', '.join(missing)}",
               file=sys.stderr)

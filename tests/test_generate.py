@@ -241,3 +241,9 @@ def test_finished_rows_give_no_attention_mask_warning(model_dir):
                                "`attention_mask` since your input_ids may be padded.", None, None)
     assert not logger.filter(record)
     assert logger.filter(logger.makeRecord(logger.name, logging.WARNING, __file__, 1, "another", None, None))
+
+
+def test_unknown_words_of_all_prompts_are_one_warning(model_dir, capsys):
+    run_main(generate, [f"--model_dir={model_dir}", "--prompts=zzqx saw|lily zzqx|qqzy", "--max_new_tokens=2"])
+    warnings = [line for line in capsys.readouterr().err.splitlines() if line.startswith("warning:")]
+    assert warnings == ["warning: not in the vocabulary, so the model reads them as [UNK]: zzqx, qqzy"]
