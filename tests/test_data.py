@@ -306,3 +306,20 @@ def test_the_hub_check_knocks_on_the_endpoints_port(monkeypatch, endpoint, addre
     monkeypatch.setattr(constants, "ENDPOINT", endpoint)
     monkeypatch.setattr(data.socket, "create_connection", connect)
     assert data._hub_reachable(timeout=2.5) is False and knocked == [(address, 2.5)]
+
+
+def test_a_bad_small_file_is_one_line_with_no_progress_bars_above_it(tmp_path, capfd):
+    """`datasets` draws a "Generating train split" bar for every local file; for a small one it only
+    flashes by, and above a one-line error it is noise. Large files keep their bars."""
+    import datasets
+
+    from lmkit.data import QUIET_BELOW_BYTES
+    path = tmp_path / "stories.jsonl"
+    path.write_text("".join(json.dumps({"story": f"tale {n}"}) + "\n" for n in range(20)))
+    datasets.enable_progress_bars()
+    capfd.readouterr()
+    with pytest.raises(UserError, match="has no 'text' column"):
+        load_stories(str(path))
+    assert "Generating train split" not in capfd.readouterr().err
+    assert datasets.is_progress_bar_enabled()  # put back as it was
+    assert 2**20 <= QUIET_BELOW_BYTES <= 2**30
