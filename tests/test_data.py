@@ -323,3 +323,9 @@ def test_a_bad_small_file_is_one_line_with_no_progress_bars_above_it(tmp_path, c
     assert "Generating train split" not in capfd.readouterr().err
     assert datasets.is_progress_bar_enabled()  # put back as it was
     assert 2**20 <= QUIET_BELOW_BYTES <= 2**30
+
+
+def test_the_sample_names_its_splits():
+    from lmkit.data import sample_file
+    with pytest.raises(UserError, match=r"^the bundled sample has no 'test' split, only train and validation$"):
+        sample_file("test")

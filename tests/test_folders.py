@@ -116,3 +116,33 @@ def test_the_vocabulary_fingerprint_is_a_fixed_function_of_the_words():
     """Saved run records hold it: any change to how it is computed makes every saved model look as if it
     were trained with another tokenizer. Non-ASCII words (the space mark, accents) included."""
     assert vocabulary_fingerprint({"▁the": 3, "▁café": 4, ".": 5, "[UNK]": 1}) == "sha256:33e77771d1d07eef17edc80bef80a35a"
+
+
+def test_idle_cores_are_the_cores_less_what_other_programs_use():
+    """The arithmetic, with psutil's two readings given: 2 cores, the machine 75% busy (1.5 cores), of
+    which this process 0.5 core: other programs hold 1.0, so 1.0 is idle."""
+    from lmkit.folders import IdleCores
+
+    class Reading:
+        def __init__(self, percent):
+            self.percent = percent
+
+        def cpu_percent(self, interval):
+            return self.percent
+
+    monitor = IdleCores.__new__(IdleCores)
+    monitor.cores = 2
+    monitor.process = Reading(50.0)
+
+    class Machine(Reading):
+        @staticmethod
+        def cpu_count():
+            return 2
+
+    monitor.psutil = Machine(75.0)
+    assert monitor.look() == 1.0
+    monitor.psutil = Machine(100.0)
+    monitor.process = Reading(0.0)
+    assert monitor.look() == 0.0  # never below 0, never above the cores
+    monitor.psutil, monitor.process = Machine(10.0), Reading(90.0)
+    assert monitor.look() == 2.0

@@ -422,3 +422,11 @@ def test_the_last_token_of_the_vocabulary_is_read_as_what_it_is():
     input_ids = torch.tensor([[EOS, vocab.index("fix"), vocab.index(",")]])
     scores = processor(input_ids, torch.zeros(1, len(vocab)))
     assert {vocab[i] for i in torch.isfinite(scores[0]).nonzero().flatten().tolist()} == {"a", "i", '"', "'"}
+
+
+def test_a_processor_built_without_a_prompt_length_counts_from_the_first_token():
+    vocab = make_vocab(random.Random(5), [3, 1, 4, 1, 5] * 3 + list(range(1, MAX_WORD_LENGTH + 1)) * 3)
+    processor = make_processor(vocab, "31415", "basic")
+    three = next(i for i, token in enumerate(vocab) if token.isalpha() and len(token) == 3)
+    one = next(i for i, token in enumerate(vocab) if token.isalpha() and len(token) == 1)
+    assert processor.positions(torch.tensor([[three, one]])).tolist() == [2]

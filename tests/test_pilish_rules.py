@@ -144,3 +144,8 @@ def test_one_extra_word_is_singular_and_two_plural():
     two = verify("how i need a big drink", "3141", "basic")
     assert two.departure == '2 extra words after all 4 digits, starting with word 5 "big"'
     assert not one.ok and one.departed and one.matched == 4
+
+
+def test_a_word_without_letters_spells_nothing():
+    """"²" and "Ⅻ" are word characters to the regular expression but no letters: skipped, like punctuation."""
+    assert verify("how ² i need Ⅻ", "314", "basic").ok

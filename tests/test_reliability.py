@@ -138,6 +138,8 @@ def test_special_tokens_in_a_prompt_are_read_and_named_as_the_tokenizer_reads_th
     warn_unknown_words(tokenizer, prompt)
     err = capsys.readouterr().err
     assert "not in the vocabulary" not in err and f"holds {EOT}, which the model reads as special" in err
+    warn_unknown_words(tokenizer, "the cat [PAD] the dog")  # no story ends: the line ends with its own words
+    assert capsys.readouterr().err == "warning: the prompt holds [PAD], which the model reads as special tokens\n"
     with pytest.raises(UserError, match=f"holds the special token {EOT.replace('|', '.')}"):
         run_main(pilish_generate, [f"--model_dir={model_dir}", f"--prompt=a {EOT}", "--num_digits=5",
                                    "--digits=1"])
@@ -201,6 +203,7 @@ def test_training_memory_counts_the_parameters_of_a_real_model():
     (["--repetition_penalty=1e300"], "REPETITION_PENALTY must lie in"),
     (["--lookahead_weight=1e30"], "LOOKAHEAD_WEIGHT must lie in"),  # it broke the text (no progress at digit 1)
     (["--no_repeat_words=-1"], "NO_REPEAT_WORDS must be at least 0"),  # silently off, as 0 is
+    (["--ngram_weight=1.5"], "NGRAM_WEIGHT must lie in"),  # a share: above 1 the model's part turns negative
 ])
 def test_pilish_numbers_beyond_what_the_libraries_take_are_one_line(argv, message, tmp_path):
     with pytest.raises(UserError, match=message):
@@ -302,8 +305,9 @@ def test_a_full_disk_while_the_pilish_is_written_leaves_no_half_file(model_dir, 
 
 
 @pytest.mark.parametrize("problem, says", [
-    (lambda: torch.empty(2**62, dtype=torch.uint8), "error: out of memory (.*): lower BATCH_SIZE"),
-    (lambda: [0] * 2**62, "error: out of memory (.*): lower BATCH_SIZE"),
+    (lambda: torch.empty(2**62, dtype=torch.uint8),
+     r"error: out of memory \(\[enforce fail.*can't allocate memory.*\): lower BATCH_SIZE"),
+    (lambda: [0] * 2**62, r"error: out of memory \(MemoryError\): lower BATCH_SIZE"),
     (lambda: (_ for _ in ()).throw(OSError(errno.ENOSPC, "No space left on device", "/x/metrics.json")),
      "error: cannot write /x/metrics.json: the disk is full"),
     (lambda: (_ for _ in ()).throw(OSError(errno.EACCES, "Permission denied", "/x/y")),
@@ -340,3 +344,13 @@ def test_a_tokenizer_without_its_config_is_one_line(model_dir, tokenizer_dir, tm
     with pytest.raises(UserError, match=f"{says}: run train_tokenizer.py again"):
         run_main(train_model, [f"--tokenizer_dir={tokenizer}", f"--model_dir={tmp_path / 'new'}"])
     assert checksums(tmp_path) == before and not (tmp_path / "new").exists()
+
+
+def test_a_model_saved_as_pytorch_model_bin_loads_too(model_dir, tmp_path):
+    """Older transformers and other tools save pytorch_model.bin: found, checked and loaded alike."""
+    folder = copy_model(model_dir, tmp_path / "model")
+    weights = load_file(folder / "model.safetensors")
+    torch.save(weights, folder / "pytorch_model.bin")
+    (folder / "model.safetensors").unlink()
+    model = load_model(folder, "cpu")[0]
+    assert torch.equal(model.transformer.wte.weight, weights["transformer.wte.weight"])

@@ -283,3 +283,19 @@ def test_a_reader_that_stops_early_ends_the_script_quietly(tmp_path):
     process.stdout.close()
     _, stderr = process.communicate(timeout=60)
     assert process.returncode == 141 and stderr.decode() == ""
+
+
+def test_a_broken_pipe_is_status_141_in_process(tmp_path, monkeypatch):
+    """The same, where mutation testing can see it: run_script's own handling, stdout a real file."""
+    from lmkit.settings import run_script
+    out = open(tmp_path / "out.txt", "w")
+    monkeypatch.setattr(sys, "stdout", out)
+
+    def main(config):
+        raise BrokenPipeError(32, "Broken pipe")
+
+    with pytest.raises(SystemExit) as stop:
+        run_script(main, vars(generate), [])
+    out.write("after")  # the descriptor now goes to /dev/null: nothing reaches the file
+    out.close()
+    assert stop.value.code == 141 and (tmp_path / "out.txt").read_text() == ""

@@ -341,9 +341,11 @@ def test_a_run_record_without_settings_differs_in_none(tmp_path):
 
 def test_trainer_warnings_a_user_can_do_nothing_about_are_dropped():
     import logging
+    logger = logging.getLogger("transformers.trainer_utils")
+    for existing in [f for f in logger.filters if type(f).__name__ == "_DropMessages"]:
+        logger.removeFilter(existing)  # from an earlier test in this process: start as a fresh run does
     training.quiet_trainer_warnings()
     training.quiet_trainer_warnings()  # twice: one filter
-    logger = logging.getLogger("transformers.trainer_utils")
     assert sum(type(f).__name__ == "_DropMessages" for f in logger.filters) == 1
 
     def shown(message):
