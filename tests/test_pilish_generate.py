@@ -247,3 +247,26 @@ def test_help_and_check_file_need_neither_torch_nor_transformers(tmp_path):
         result = subprocess.run([sys.executable, "-c", blocked, *argv], cwd=ROOT, capture_output=True, text=True)
         assert result.returncode == 0, result.stderr
         assert expected in result.stdout
+
+
+def test_the_progress_bar_counts_digits_and_stays_hidden_for_a_short_text(model_dir, monkeypatch, capsys):
+    import tqdm
+    bars = []
+
+    class Bar:
+        def __init__(self, **kwargs):
+            bars.append(kwargs)
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return False
+
+        def update(self, n=1):
+            pass
+
+    monkeypatch.setattr(tqdm, "tqdm", Bar)
+    run_main(pilish_generate, [f"--model_dir={model_dir}", "--num_digits=5", "--num_beams=2"])
+    assert len(bars) == 1 and bars[0]["unit"] == "digit" and bars[0]["total"] == 5 and bars[0]["disable"]
+    assert bars[0]["file"] is sys.stderr and "✓ 5/5" in capsys.readouterr().out

@@ -354,3 +354,19 @@ def test_trainer_warnings_a_user_can_do_nothing_about_are_dropped():
     assert not shown("mtime may not be reliable on this filesystem, falling back to numerical ordering")
     assert not shown("The following arguments do not match the ones in the `trainer_state.json` within the checkpoint")
     assert shown("Checkpoint destination directory exists")
+
+
+def test_the_loss_curve_says_what_its_axes_are(tmp_path, monkeypatch):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    seen, close = [], plt.close
+    monkeypatch.setattr(plt, "close", lambda figure: (seen.append(figure), close(figure)))
+    training.plot_loss_curve([{"step": 1, "loss": 3.0}, {"step": 2, "loss": 2.8}, {"step": 2, "eval_loss": 2.9}],
+                             tmp_path / "curve.png")
+    axes = seen[0].axes[0]
+    assert (axes.get_xlabel(), axes.get_ylabel(), axes.get_title()) == (
+        "step", "cross-entropy (nats per token)", "TinyStories GPT-2")
+    assert [line.get_label() for line in axes.get_lines()] == ["training loss", "validation loss"]
+    assert [list(line.get_xdata()) for line in axes.get_lines()] == [[1, 2], [2]]
+    assert (tmp_path / "curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
