@@ -369,4 +369,6 @@ def test_the_loss_curve_says_what_its_axes_are(tmp_path, monkeypatch):
         "step", "cross-entropy (nats per token)", "TinyStories GPT-2")
     assert [line.get_label() for line in axes.get_lines()] == ["training loss", "validation loss"]
     assert [list(line.get_xdata()) for line in axes.get_lines()] == [[1, 2], [2]]
-    assert (tmp_path / "curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    png = (tmp_path / "curve.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+    assert (int.from_bytes(png[16:20], "big"), int.from_bytes(png[20:24], "big")) == (840, 480)  # 7 x 4 in at 120 dpi
