@@ -60,6 +60,11 @@ def test_model_card_shows_every_training_setting_in_order_and_how_to_use_it():
     card = model_card(name="tiny", dataset="sample", settings=ALL_SHOWN, parameters=1234567, non_embedding=89012,
                       vocabulary=30000, steps=500, tokens_seen=1024000, valid_loss=1.5, valid_blocks=40,
                       sample_prompt="once upon a time", sample="once upon a time there was")
+    lines = card.splitlines()
+    assert [line for line in lines if line.startswith("#")] == [
+        "# tiny: a tiny GPT-2 that writes TinyStories, with a word-level tokenizer", "## Training", "## Sample",
+        "## Use", "# a prompt longer than the context: keep its end"]
+    assert lines[lines.index("| setting | value |") + 1] == "| --- | --- |"  # a Markdown table's header
     rows = [line for line in card.splitlines() if line.startswith("| ") and not line.startswith(("| setting", "| ---"))]
     assert rows == [f"| {key} | {value} |" for key, value in ALL_SHOWN.items() if key != "MODEL_DIR"]
     assert "- data: `sample` (the TinyStories sample bundled with the kit)" in card.splitlines()
