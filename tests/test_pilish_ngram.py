@@ -92,3 +92,8 @@ def test_ngram_model_reads_a_tokenizers_ids_each_story_after_and_before_the_end_
     probs = model.probs(model.contexts([[mom, said]]))[0]
     # "mom said" is followed by "," once, by "." once and by "hi" once: all three above anything unseen
     assert probs[comma] > probs[mom] and torch.isclose(probs.sum(), torch.tensor(1.0))
+
+
+def test_no_stories_is_said_in_words():
+    with pytest.raises(ValueError, match="^no stories to count n-grams in$"):
+        build_ngram_model([], vocab_size=5, boundary_id=0)
