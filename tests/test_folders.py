@@ -146,3 +146,12 @@ def test_idle_cores_are_the_cores_less_what_other_programs_use():
     assert monitor.look() == 0.0  # never below 0, never above the cores
     monitor.psutil, monitor.process = Machine(10.0), Reading(90.0)
     assert monitor.look() == 2.0
+
+
+def test_peak_memory_without_the_resource_module_says_none(monkeypatch):
+    """Windows has no `resource`: no figure, and the same words for what it would have measured."""
+    import sys
+
+    from lmkit.folders import peak_memory
+    monkeypatch.setitem(sys.modules, "resource", None)  # `import resource` raises ImportError
+    assert peak_memory("cpu") == (None, "resident memory")
