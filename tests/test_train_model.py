@@ -261,3 +261,21 @@ def test_the_saved_config_knows_the_special_tokens(model_dir):
     assert tokenizer.pad_token_id is not None and tokenizer.pad_token_id != tokenizer.eos_token_id
     assert (config["pad_token_id"], config["eos_token_id"], config["bos_token_id"]) == (
         tokenizer.pad_token_id, tokenizer.eos_token_id, tokenizer.eos_token_id)
+
+
+def test_the_device_line_has_no_empty_thread_part_where_threads_are_not_set(corpus_file, tokenizer_dir, tmp_path,
+                                                                         monkeypatch, capsys):
+    """On a GPU, use_cpu_threads says nothing; the log line then carries no "; ;"."""
+    class Captured(Exception):
+        pass
+
+    def stop(*args, **kwargs):
+        raise Captured
+
+    monkeypatch.setattr(train_model, "use_cpu_threads", lambda *args: "")  # what a run on a GPU gets
+    monkeypatch.setattr(transformers, "Trainer", stop)
+    with pytest.raises(Captured):
+        run_main(train_model, [f"--dataset={corpus_file}", f"--tokenizer_dir={tokenizer_dir}", f"--model_dir={tmp_path}",
+                               *TINY_MODEL])
+    line = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("device:"))
+    assert re.fullmatch(r"device: \w+ x 1, \w+; [\d,]+ steps of [\d,]+ tokens", line), line
