@@ -24,8 +24,8 @@ NUM_BEAMS = 8  # beams for DECODING=beam (more: likelier text, slower)
 TEMPERATURE = 0.8  # for DECODING=sample: lower is safer and duller
 TOP_K = 50  # for DECODING=sample: among the K likeliest allowed words (0 = all)
 TOP_P = 0.95  # for DECODING=sample: among the fewest allowed words covering this probability
-NO_REPEAT_NGRAM_SIZE = 3  # never repeat a run of this many tokens (0 = off): small models loop
-REPETITION_PENALTY = 1.2  # discourage words already used (1.0 = off)
+NO_REPEAT_NGRAM_SIZE = 0  # never repeat a run of this many tokens within the context window (0 = off: NO_REPEAT_WORDS covers the whole text)
+REPETITION_PENALTY = 1.0  # discourage tokens already in the context window, "the" and "." too (1.0 = off)
 NO_REPEAT_WORDS = 3  # never repeat a run of this many words anywhere in the text, across windows (0 = off)
 NO_IMMEDIATE_REPEAT = True  # never the same word twice in a row ("a a"), even with a mark between
 NGRAM_WEIGHT = 0.7  # share of the training stories' n-gram model (MODEL_DIR/ngrams.pt) mixed with the model's: 0 = the model alone (tuned on held-out perplexity: bench/ngram_mix.py)

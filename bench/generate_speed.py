@@ -5,7 +5,7 @@
     python -m bench.generate_speed --num_digits_long=300 --record=false   # a quick check
 
 Batch of one, KV cache on. Free sampling is forced to write exactly NEW_TOKENS tokens; the Pilish runs
-go through pilish.writing.write with pilish_generate's window rules (no-repeat 3-grams, repetition
+go through pilish.writing.write with generate's window rules (no-repeat 3-grams, repetition
 penalty, sliding window; not the whole-text rules and the n-gram mix) and spell as many digits as make about
 NEW_TOKENS tokens: the cost of the Pilish mask itself. Their speed is
 counted over the tokens they actually wrote. Each sampling row is measured with torch's default

@@ -23,7 +23,7 @@ SEED = 42  # first sampling seed
 import time
 from dataclasses import replace
 
-from bench.pilish_texts import (BEFORE, FLUENCY_HEADERS, describe, exact_cell, fluency_cells, held_out_stories,
+from bench.pilish_texts import (BEFORE, BLOG, FLUENCY_HEADERS, describe, exact_cell, fluency_cells, held_out_stories,
                                 pilish_texts, references)
 from bench.support import data_file, report
 from lmkit.folders import load_model
@@ -51,8 +51,9 @@ SEARCH_VARIANTS = {
     "defaults, n-gram weight 0.5": replace(DEFAULTS, ngram_weight=0.5),
     "defaults, n-gram weight 0.9": replace(DEFAULTS, ngram_weight=0.9),
     "defaults, unbalanced quotes": replace(DEFAULTS, balance_quotes=False),
-    "defaults, no window rules": replace(DEFAULTS, no_repeat_ngram_size=0, repetition_penalty=1.0),
-    "defaults, no repetition penalty": replace(DEFAULTS, repetition_penalty=1.0),
+    "defaults, window rules": replace(DEFAULTS, no_repeat_ngram_size=3, repetition_penalty=1.2),
+    "defaults, repetition penalty": replace(DEFAULTS, repetition_penalty=1.2),
+    "blog": BLOG,
     "defaults, beams 16": replace(DEFAULTS, num_beams=16),
     "defaults, beams 4": replace(DEFAULTS, num_beams=4),
 }

@@ -38,8 +38,8 @@ class WriteOptions:
     temperature: float = 0.8  # for sample
     top_k: int = 50  # for sample (0 = all)
     top_p: float = 0.95  # for sample
-    no_repeat_ngram_size: int = 3  # generate's own rule, within a window (0 = off)
-    repetition_penalty: float = 1.2  # generate's own rule (1.0 = off)
+    no_repeat_ngram_size: int = 0  # generate's own rule, within a window (0 = off)
+    repetition_penalty: float = 1.0  # generate's own rule, within a window (1.0 = off)
     no_repeat_words: int = 3  # no run of this many words twice in the whole text (0 = off)
     no_immediate_repeat: bool = True  # never the same word twice in a row
     ngram_weight: float = 0.7  # the n-gram model's share in the mix with the model (0 = the model alone)

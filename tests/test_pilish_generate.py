@@ -177,12 +177,13 @@ def test_a_model_without_ngrams_or_with_an_old_one_writes_without_the_ngram_mix(
 def test_sampling_settings_reach_generate(model_dir, monkeypatch, capsys):
     writes, generates = spy(monkeypatch, model_dir)
     run_main(pilish_generate, [f"--model_dir={model_dir}", "--num_digits=8", "--decoding=sample",
-                               "--temperature=0.6", "--top_k=5", "--top_p=0.8", "--no_repeat_ngram_size=0",
-                               "--repetition_penalty=1.0", "--allow_punctuation=false", "--num_samples=2"])
+                               "--temperature=0.6", "--top_k=5", "--top_p=0.8", "--allow_punctuation=false",
+                               "--num_samples=2"])
     assert capsys.readouterr().out.count("✓ 8/8 digits of pi") == 2
     assert len(writes) == 2 and all(write["options"].allow_punctuation is False for write in writes)
     for call in generates:
         assert (call["do_sample"], call["temperature"], call["top_k"], call["top_p"]) == (True, 0.6, 5, 0.8)
+        # generate's window rules are off by default (the whole-text rules of the prior do their work)
         assert call["no_repeat_ngram_size"] is None and call["repetition_penalty"] is None
         assert "num_beams" not in call and call["logits_processor"][-1].allow_punctuation is False
         # the default BALANCE_QUOTES: the prior knows the opening and the closing double quote
