@@ -142,3 +142,56 @@ def test_a_failed_write_is_told_from_whichever_library_met_it(error, free, code,
 def test_free_bytes_looks_at_the_nearest_folder_that_exists(tmp_path):
     import shutil
     assert abs(settings.free_bytes(tmp_path / "not" / "yet") - shutil.disk_usage(tmp_path).free) < 2**24
+
+
+def test_a_failed_write_tells_the_user_to_run_the_same_command_again(tmp_path):
+    """What a user reads on a full disk or a read-only folder: nothing was half-written, so the same command
+    is the way on."""
+    def full(temporary):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    def read_only(temporary):
+        raise OSError(errno.EROFS, "Read-only file system")
+
+    target = tmp_path / "metrics.json"
+    with pytest.raises(UserError) as error:
+        files.replace_atomically(target, full)
+    assert str(error.value) == (f"cannot write {target}: the disk is full; free some space and run the same "
+                                f"command again (nothing was half-written)")
+    with pytest.raises(UserError) as error:
+        files.replace_atomically(target, read_only)
+    assert str(error.value).endswith("make its folder writable (or choose another) and run the same command again "
+                                     "(nothing was half-written)")
+
+    class Full:
+        def save_pretrained(self, folder):
+            full(folder)
+
+    with pytest.raises(UserError) as error:
+        files.save_pretrained(Full(), tmp_path)
+    assert str(error.value) == (f"cannot write {tmp_path}: the disk is full; free some space and run the same "
+                                f"command again (nothing was half-written)")
+
+
+def test_a_lock_that_names_no_pid_is_not_taken_over(tmp_path, monkeypatch):
+    """A lock of this host that names no pid cannot be checked: like one whose pid is no number, it is
+    left to the user. os.kill is a stand-in, so the test is the same on every machine: every process or
+    group that a number names is gone, and pid -1 (every process we may signal) always reaches one."""
+    asked = []
+
+    def kill(pid, signal):
+        asked.append(pid)
+        if pid != -1:
+            raise ProcessLookupError(errno.ESRCH, "No such process")
+
+    monkeypatch.setattr(files.os, "kill", kill)
+    lock = tmp_path / ".lock"
+    lock.write_text(json.dumps({"host": socket.gethostname(), "started": "earlier"}))
+    with pytest.raises(UserError) as refused:
+        with files.folder_lock(tmp_path, "MODEL_DIR"):
+            pass
+    assert f"is in use by another run (pid None on {socket.gethostname()}, since earlier)" in str(refused.value)
+    assert asked and json.loads(lock.read_text()) == {"host": socket.gethostname(), "started": "earlier"}
+    lock.write_text(json.dumps({"pid": 12345, "host": socket.gethostname(), "started": "earlier"}))
+    with files.folder_lock(tmp_path, "MODEL_DIR"):  # the stand-in does tell a gone run: its lock is taken over
+        assert json.loads(lock.read_text())["pid"] == os.getpid()

@@ -155,3 +155,22 @@ def test_peak_memory_without_the_resource_module_says_none(monkeypatch):
     from lmkit.folders import peak_memory
     monkeypatch.setitem(sys.modules, "resource", None)  # `import resource` raises ImportError
     assert peak_memory("cpu") == (None, "resident memory")
+
+
+def test_a_model_the_library_cannot_build_is_one_line_naming_why(model_dir, tmp_path):
+    """A config.json edited by hand (3 heads do not divide a width of 32): the library's own reason, its
+    first line, in the message."""
+    import json
+    import re
+    import shutil
+    folder = tmp_path / "model"
+    shutil.copytree(model_dir, folder, ignore=shutil.ignore_patterns("checkpoint-*"))
+    config = json.loads((folder / "config.json").read_text())
+    assert (config["n_embd"], config["n_head"]) == (32, 2)
+    (folder / "config.json").write_text(json.dumps({**config, "n_head": 3}))
+    with pytest.raises(UserError) as error:
+        load_model(folder, device="cpu")
+    message = str(error.value)
+    assert re.fullmatch(f"cannot load the model in {re.escape(str(folder))} \\(.*embed_dim.* must be divisible by "
+                        f"num_heads .*32.*3.*\\): train it again", message), message
+    assert "\n" not in message and "None" not in message

@@ -136,6 +136,7 @@ def test_sampling_settings_reach_generate(model_dir, monkeypatch, capsys):
     assert (call["do_sample"], call["temperature"], call["top_k"], call["top_p"]) == (True, 0.7, 7, 0.85)
     assert (call["num_return_sequences"], call["max_new_tokens"]) == (2, 9)
     assert call["input_ids"].shape[0] == 2  # both prompts in one batch
+    assert call["use_cache"] is True  # the KV cache asked for, whatever config.json was saved with
     out = capsys.readouterr().out
     assert out.count("[1] ") == out.count("[2] ") == 2
     calls.clear()

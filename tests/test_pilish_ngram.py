@@ -97,3 +97,13 @@ def test_ngram_model_reads_a_tokenizers_ids_each_story_after_and_before_the_end_
 def test_no_stories_is_said_in_words():
     with pytest.raises(ValueError, match="^no stories to count n-grams in$"):
         build_ngram_model([], vocab_size=5, boundary_id=0)
+
+
+def test_a_discount_of_exactly_zero_falls_back_for_all_three():
+    counts = torch.tensor([1] * 2 + [2] * 3 + [3] * 8 + [4])  # n1 = 2, n2 = 3, n3 = 8, n4 = 1
+    # Y = 2 / (2 + 2 * 3) = 0.25 (exact in binary); D1 = 1 - 2 * 0.25 * 3 / 2 = 0.25;
+    # D2 = 2 - 3 * 0.25 * 8 / 3 = 2 - 2.0 = 0.0 exactly: outside (0, 2], so no estimate is kept
+    assert estimate_discounts(counts) == (FALLBACK_DISCOUNT,) * 3
+    # one count of 3 fewer (n3 = 7): D2 = 2 - 1.75 = 0.25 is inside, and all three are estimated
+    fewer_threes = torch.tensor([1] * 2 + [2] * 3 + [3] * 7 + [4])
+    assert estimate_discounts(fewer_threes) == pytest.approx((0.25, 0.25, 3 - 4 * 0.25 / 7))

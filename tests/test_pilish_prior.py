@@ -124,3 +124,28 @@ def test_quote_pairing_works_with_only_opening_or_only_closing_quotes():
     assert banned_after(opening_only, [0, 1]) == set() and banned_after(opening_only, [0, 3, 1]) == {3}
     closing_only = WritingPrior(words, quotes=([], [4]))
     assert banned_after(closing_only, [0, 1]) == {4}
+
+
+def test_mix_returns_the_dtype_of_the_scores():
+    """A half-precision model's scores come back in half precision (computed in float32 between)."""
+    ngram = torch.tensor([[0.1, 0.4, 0.5]])
+    for dtype in (torch.float16, torch.bfloat16):
+        scores = torch.tensor([[0.4, 0.1, 0.5]]).log().to(dtype)
+        mixed = mix(scores, ngram, 0.5)
+        assert mixed.dtype == dtype
+        assert torch.allclose(mixed.float(), torch.tensor([[2 / 9, 2 / 9, 5 / 9]]).log(), atol=1e-2)
+
+
+def test_a_word_trigram_the_row_wrote_in_this_window_is_banned():
+    """"1 2 3 4 1 2", all written after the restart (none of it in the indexed text): 3 may not follow."""
+    prior = WritingPrior(torch.tensor([False, True, True, True, True, True]), no_repeat_words=3)
+    assert banned_after(prior, [0], [1, 2, 3, 4, 1, 2]) == {3}
+    assert banned_after(prior, [0], [1, 2, 0, 3, 4, 1, 0, 2]) == {3}  # marks between the words are skipped
+    assert banned_after(prior, [0], [1, 2, 3, 4, 2, 1]) == set()  # "2 1" never came before
+
+
+def test_no_repeat_words_of_two_bans_a_repeated_word_pair():
+    prior = WritingPrior(torch.tensor([False, True, True, True, True, True]), no_repeat_words=2)
+    assert banned_after(prior, [1, 2, 3, 0, 1]) == {2}  # "1 2" is in the text before the window
+    assert banned_after(prior, [0], [4, 5, 0, 4]) == {5}  # "4 5" was written in this window
+    assert banned_after(prior, [1, 2, 3], [5]) == set()  # "5" was never followed by anything

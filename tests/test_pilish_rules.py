@@ -6,8 +6,8 @@ import re
 import mpmath
 import pytest
 
-from pilish.rules import (NAMED_DIGITS, PilishError, check_spellable, digits_of_word, format_verification, get_digits,
-                          verify)
+from pilish.rules import (NAMED_DIGITS, PilishError, Verification, check_spellable, digits_of_word, format_verification,
+                          get_digits, verify)
 
 PI_SENTENCE = "How I need a drink, alcoholic in nature, after the heavy lectures involving quantum mechanics!"
 
@@ -149,3 +149,9 @@ def test_one_extra_word_is_singular_and_two_plural():
 def test_a_word_without_letters_spells_nothing():
     """"²" and "Ⅻ" are word characters to the regular expression but no letters: skipped, like punctuation."""
     assert verify("how ² i need Ⅻ", "314", "basic").ok
+
+
+def test_a_text_that_ends_early_still_counts_every_digit():
+    short = verify("how i need", "31415", "basic")
+    assert short == Verification(3, 5, False, "text ends after 3 of 5 digits")
+    assert format_verification(short, "pi") == "✗ 3/5 digits of pi: text ends after 3 of 5 digits"

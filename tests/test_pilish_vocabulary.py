@@ -88,3 +88,11 @@ def test_tables_move_to_another_device_whole():
     tensors = [item.name for item in dataclasses.fields(tables) if isinstance(getattr(tables, item.name), torch.Tensor)]
     assert tensors and all(getattr(moved, name).device.type == "meta" for name in tensors)
     assert all(getattr(tables, name).device.type == "cpu" for name in tensors)  # a copy: the original stays
+
+
+def test_ids_outside_the_vocabulary_are_not_marked():
+    from pilish.vocabulary import _mask
+    assert _mask(3, [0, 2]).tolist() == [True, False, True]
+    assert _mask(3, [3, -1, 4]).tolist() == [False] * 3  # the size itself is one beyond the last id
+    tables = vocabulary_tables(VOCAB, banned_ids=(0, 1, 2, len(VOCAB)), end_ids=(0, len(VOCAB)))
+    assert tensor_ids(tables.is_word) == [7, 10, 11] and tensor_ids(tables.is_end) == [0]

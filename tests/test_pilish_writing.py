@@ -4,8 +4,9 @@ sliding window, prompts and topics, the n-gram mix through a long text, the beam
 from dataclasses import replace
 
 import pytest
+import torch
 
-from lmkit.folders import load_model
+from lmkit.folders import load_model, load_tokenizer
 from lmkit.scoring import context_window
 from pilish import writing
 from pilish.fluency import read_stories
@@ -229,3 +230,30 @@ def test_the_cache_argument_follows_the_installed_transformers(monkeypatch):
 def test_check_prompt_names_the_digits_it_refuses():
     with pytest.raises(PilishError, match="^the digits to spell must be a non-empty string of the digits 0-9"):
         writing.check_prompt(None, "how i", "", "basic")
+
+
+def test_make_processors_start_at_the_first_digit_unless_told(tokenizer_dir):
+    tokenizer = load_tokenizer(tokenizer_dir)
+    _, processor, _ = writing.make_processors(tokenizer, "31415", PLAIN)
+    assert int(processor.start_digit) == 0 and processor.positions(torch.tensor([[0], [0]])).tolist() == [0, 0]
+    assert int(writing.make_processors(tokenizer, "31415", PLAIN, start_digit=3)[1].start_digit) == 3
+
+
+def test_write_checks_the_prompt_under_its_own_rules(model_dir):
+    """"characteristic" (14 letters) spells "14" under the standard rules, and no digit under the basic ones."""
+    model, tokenizer = load_model(model_dir)
+    digits = get_digits("pi", 6)
+    written = write(model, tokenizer, digits, replace(GREEDY, rules="standard"), prompt="now characteristic")
+    assert written.prompt_digits == 3 and written.text.startswith("now characteristic")
+    assert written.verification.ok and written.verification == verify(written.text, digits, "standard")
+    with pytest.raises(PilishError, match='"characteristic" has 14 letters, more than the basic rules allow'):
+        write(model, tokenizer, digits, GREEDY, prompt="now characteristic")
+
+
+def test_a_topic_may_fill_half_the_context_it_leaves_and_no_more(model_dir):
+    model, tokenizer = load_model(model_dir)
+    # 32 tokens of context, 8 new per window: the 24 it keeps hold at most 12 pinned, <|endoftext|> and the topic
+    windows = writing.Windows(model, tokenizer, GREEDY, [5] * 11, [])
+    assert windows.pinned == [tokenizer.eos_token_id] + [5] * 11
+    with pytest.raises(PilishError, match="topic is 12 tokens long; keep it under half of the 24 tokens"):
+        writing.Windows(model, tokenizer, GREEDY, [5] * 12, [])

@@ -116,3 +116,32 @@ def test_greedy_sample_is_empty_when_the_context_holds_no_more_than_the_prompt(t
     model = tiny_gpt2(len(tokenizer), n_positions=5, n_embd=16, n_layer=1)
     assert greedy_sample(model, tokenizer, "once upon a time") == ""  # 5 positions: <|endoftext|> and 4 words
     assert greedy_sample(model, tokenizer, "once upon a") != ""
+
+
+def test_greedy_sample_asks_for_40_new_tokens_by_default(tokenizer_dir):
+    """With room in the context (64 positions, 5 taken by <|endoftext|> and the prompt), the card's sample
+    asks generate() for 40 new tokens."""
+    from transformers import AutoTokenizer
+
+    from conftest import tiny_gpt2
+    from lmkit.publish import greedy_sample
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
+    model = tiny_gpt2(len(tokenizer), n_positions=64, n_embd=16, n_layer=1).eval()
+    asked, real_generate = [], model.generate
+
+    def recording_generate(*args, **kwargs):
+        asked.append(kwargs["max_new_tokens"])
+        return real_generate(*args, **kwargs)
+
+    model.generate = recording_generate
+    assert greedy_sample(model, tokenizer, "once upon a time").startswith("once upon a time")
+    assert asked == [40]
+
+
+def test_model_card_heading_stands_alone_between_empty_lines():
+    card = model_card(name="tiny", dataset="sample", settings={}, parameters=1, non_embedding=1, vocabulary=1, steps=1,
+                      tokens_seen=1, valid_loss=0.0, valid_blocks=1, sample_prompt="a", sample="a b")
+    lines = card.splitlines()
+    heading = lines.index("# tiny: a tiny GPT-2 that writes TinyStories, with a word-level tokenizer")
+    assert lines[heading - 2:heading + 3] == ["---", "", lines[heading], "", lines[heading + 2]]
+    assert lines[heading + 2].startswith("Trained from scratch with train_model.py")

@@ -108,3 +108,15 @@ def test_nll_per_word_slides_in_the_window_it_is_given():
 
 def test_context_window_by_default_is_the_whole_trained_context():
     assert context_window(scoring_gpt2(n_layer=0, n_positions=24)) == 24
+
+
+@pytest.mark.parametrize("context", [2, 3])
+def test_a_context_of_two_or_three_predicts_each_token_from_the_tokens_just_before_it(context):
+    """The smallest contexts: every token is predicted from the context - 1 tokens before it (all there are,
+    at the start), as one pass over just those tokens gives it."""
+    model = scoring_gpt2(n_layer=1)
+    ids = random_ids(9, seed=context)
+    losses = token_nll(model, ids, context_length=context)
+    expected = torch.stack([direct_nll(model, ids[max(0, i + 1 - context):i + 1])[-1] for i in range(1, len(ids))])
+    assert losses.shape == (8,)
+    assert torch.allclose(losses, expected, atol=1e-5)

@@ -242,6 +242,7 @@ from conftest import run_main  # noqa: E402
     (train_tokenizer, ["--held_out=-0.1"], "HELD_OUT must lie in \\[0, 1\\)"),
     (pilish_generate, ["--context_length=-1"], "CONTEXT_LENGTH must be at least 0"),
     (pilish_generate, ["--no_repeat_ngram_size=-1"], "NO_REPEAT_NGRAM_SIZE must be at least 0"),
+    (pilish_generate, ["--num_beams=257"], "NUM_BEAMS must lie in \\[1, 256\\], not 257"),
 ])
 def test_each_script_refuses_a_value_just_outside_its_range(module, argv, message, tmp_path):
     folder = tmp_path / "out"
@@ -255,7 +256,7 @@ def test_each_script_refuses_a_value_just_outside_its_range(module, argv, messag
 
 @pytest.mark.parametrize("module, argv", [
     (generate_script, ["--top_p=1", "--top_k=0", "--temperature=0"]),
-    (pilish_generate, ["--top_p=1", "--top_k=0", "--context_length=0", "--no_repeat_ngram_size=0"]),
+    (pilish_generate, ["--top_p=1", "--top_k=0", "--context_length=0", "--no_repeat_ngram_size=0", "--num_beams=256"]),
 ])
 def test_the_closed_ends_of_the_ranges_are_taken(module, argv, tmp_path):
     """Values at a range's closed end pass the checks and fail only later, at the missing model."""
@@ -299,3 +300,21 @@ def test_a_broken_pipe_is_status_141_in_process(tmp_path, monkeypatch):
     out.write("after")  # the descriptor now goes to /dev/null: nothing reaches the file
     out.close()
     assert stop.value.code == 141 and (tmp_path / "out.txt").read_text() == ""
+
+
+def test_help_prints_no_blank_comment_line_for_a_setting_without_a_comment(script, capsys):
+    run_script(lambda config: pytest.fail("main ran"), script, ["--help"])
+    out = capsys.readouterr().out
+    assert out.endswith("  --pair=('p', 'q')\n      a tuple\n  --undocumented=7\n")
+    assert not [line for line in out.splitlines() if line and not line.strip()]  # no whitespace-only line
+
+
+def test_out_of_memory_is_told_from_its_words():
+    from lmkit.settings import is_out_of_memory
+    assert is_out_of_memory(RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB (GPU 0; 15.75 GiB total)"))
+    assert is_out_of_memory(RuntimeError("MPS backend out of memory (MPS allocated: 8.00 GB)"))
+    assert is_out_of_memory(RuntimeError("[enforce fail at alloc_cpu.cpp:117] data. DefaultCPUAllocator: "
+                                         "can't allocate memory: you tried to allocate 4611686018427387904 bytes"))
+    assert is_out_of_memory(MemoryError())
+    assert not is_out_of_memory(RuntimeError("shapes cannot be multiplied (2x3 and 4x5)"))
+    assert not is_out_of_memory(ValueError("out of memory"))  # only the allocators' RuntimeErrors say it so

@@ -279,3 +279,31 @@ def test_the_device_line_has_no_empty_thread_part_where_threads_are_not_set(corp
                                *TINY_MODEL])
     line = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("device:"))
     assert re.fullmatch(r"device: \w+ x 1, \w+; [\d,]+ steps of [\d,]+ tokens", line), line
+
+
+def test_the_model_line_notes_a_vocabulary_below_the_default_30k_only(tokenizer_dir, corpus_file, tmp_path,
+                                                                      monkeypatch, capsys):
+    """The tiny tokenizer's vocabulary is smaller than the default, and the log says so; one of 30,000 words
+    (the same tokenizer with words added) is the default size: no note."""
+    from lmkit.folders import load_tokenizer
+    from lmkit.settings import configure
+
+    class Captured(Exception):
+        pass
+
+    def stop(*args, **kwargs):
+        raise Captured
+
+    monkeypatch.setattr(transformers, "Trainer", stop)
+    note = " (smaller than the default 30k, so the model is too)"
+    for words in (None, 30000):
+        tokenizer = load_tokenizer(tokenizer_dir)
+        if words:
+            tokenizer.add_tokens([f"zqxword{i}" for i in range(words - len(tokenizer))])
+            assert len(tokenizer) == words
+        config = configure(vars(train_model), [f"--dataset={corpus_file}", f"--tokenizer_dir={tokenizer_dir}",
+                                               f"--model_dir={tmp_path / str(words)}", *TINY_MODEL])
+        with pytest.raises(Captured):
+            train_model.train(config, tokenizer)
+        line = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("model:"))
+        assert line.endswith(f"; vocabulary {len(tokenizer):,}" + ("" if words else note)), line
