@@ -307,3 +307,12 @@ def test_the_model_line_notes_a_vocabulary_below_the_default_30k_only(tokenizer_
             train_model.train(config, tokenizer)
         line = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("model:"))
         assert line.endswith(f"; vocabulary {len(tokenizer):,}" + ("" if words else note)), line
+
+
+@pytest.mark.parametrize("stories", [0, 1])
+def test_ngrams_pt_is_saved_and_named_from_one_story_on(corpus_file, tokenizer_dir, tmp_path, capsys, stories):
+    """NGRAM_STORIES=1 counts one story: ngrams.pt is written and the last line says so; 0 writes none."""
+    train(corpus_file, tokenizer_dir, tmp_path, "--max_steps=1", "--eval_steps=1", f"--ngram_stories={stories}")
+    line = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("saved model"))
+    assert ("and ngrams.pt to" in line) is bool(stories)
+    assert (tmp_path / "ngrams.pt").is_file() is bool(stories)
