@@ -174,3 +174,22 @@ def test_a_model_the_library_cannot_build_is_one_line_naming_why(model_dir, tmp_
     assert re.fullmatch(f"cannot load the model in {re.escape(str(folder))} \\(.*embed_dim.* must be divisible by "
                         f"num_heads .*32.*3.*\\): train it again", message), message
     assert "\n" not in message and "None" not in message
+
+
+@pytest.mark.parametrize("name", ["tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"])
+def test_a_corrupt_tokenizer_file_says_what_to_do_in_either_folder(tokenizer_dir, tmp_path, name):
+    """In a tokenizer folder: train it again; in a model folder (config.json beside it): bring back the
+    tokenizer the model was trained with."""
+    import shutil
+
+    from lmkit.folders import load_tokenizer
+    for folder, remedy in ((tmp_path / "tok", "run train_tokenizer.py again"),
+                           (tmp_path / "model", "copy the tokenizer the model was trained with back, or train the "
+                                                "model again")):
+        shutil.copytree(tokenizer_dir, folder)
+        if folder.name == "model":
+            (folder / "config.json").write_text("{}")
+        (folder / name).write_text('{"cut short')
+        with pytest.raises(UserError) as error:
+            load_tokenizer(folder)
+        assert str(error.value).startswith(f"{folder / name} is corrupt (") and str(error.value).endswith(remedy)

@@ -125,3 +125,17 @@ def test_vocab_size_caps_the_vocabulary_at_the_most_frequent_words(tmp_path):
                                "--vocab_size=6"])
     vocab = words_in(AutoTokenizer.from_pretrained(tmp_path))
     assert len(vocab) == 6 and {"a", "b", "c"} <= vocab and "d" not in vocab
+
+
+def test_the_tokenizer_learns_from_the_train_split(corpus_file, tmp_path, monkeypatch):
+    """A hub dataset has several splits: the tokenizer reads "train", as train_model.py does."""
+    splits = []
+    real = train_tokenizer.load_stories
+
+    def recording(source, split="train"):
+        splits.append(split)
+        return real(source, split=split)
+
+    monkeypatch.setattr(train_tokenizer, "load_stories", recording)
+    run_main(train_tokenizer, [f"--dataset={corpus_file}", f"--tokenizer_dir={tmp_path / 'tok'}", "--held_out=0.05"])
+    assert splits == ["train"]

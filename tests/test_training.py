@@ -80,6 +80,22 @@ def test_training_arguments_are_built_once_with_shares_of_the_run(tmp_path):
     assert args.save_strategy == "no" and args.eval_strategy == "no"
 
 
+def test_training_arguments_on_cuda_pin_memory_and_allow_tf32_and_never_compile_unasked(tmp_path, monkeypatch):
+    """What differs on a GPU, checked on any machine: the TrainingArguments are recorded, not built (on a
+    CPU-only machine the library refuses tf32)."""
+    import transformers
+
+    built = []
+    monkeypatch.setattr(transformers, "TrainingArguments", lambda **kwargs: built.append(kwargs) or kwargs)
+    monkeypatch.setattr(training, "precision", lambda device: "fp32")
+    for device in ("cuda", "cpu"):
+        training.training_arguments(tmp_path, device=device, batch_size=8, learning_rate=1e-3, max_steps=5)
+    on_gpu, on_cpu = built
+    assert (on_gpu["tf32"], on_gpu["dataloader_pin_memory"]) == (True, True)
+    assert (on_cpu["tf32"], on_cpu["dataloader_pin_memory"]) == (None, False)
+    assert on_gpu["torch_compile"] is False and on_cpu["torch_compile"] is False  # compiling only when asked
+
+
 def test_collate_blocks_makes_the_labels_the_inputs():
     rows = [{"input_ids": torch.tensor([5, 6, 7])}, {"input_ids": torch.tensor([8, 9, 10])}]
     batch = training.collate_blocks(rows)
