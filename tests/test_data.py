@@ -234,7 +234,8 @@ def test_a_file_cut_inside_a_character_or_holding_binary_is_refused(tmp_path):
         data.check_text_file(binary, chunk_size=2)  # the offset counts every earlier chunk
     whole = tmp_path / "whole.txt"
     whole.write_bytes("café au lait".encode("utf-8"))
-    data.check_text_file(whole, chunk_size=4)  # a character split between chunks is fine
+    assert data.check_text_file(whole, chunk_size=4) is None  # a split character is fine; the text is not held
+    assert data.check_text_file(whole, chunk_size=4, keep=True) == "café au lait"  # unless asked (a pipe)
 
 
 def test_a_story_glued_to_the_marker_and_the_last_story_without_one_are_kept(tmp_path):

@@ -3,6 +3,7 @@
 import errno
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -52,6 +53,7 @@ def test_a_second_writer_is_refused_with_the_first_named(tmp_path):
     with files.folder_lock(tmp_path, "MODEL_DIR"):
         holder = json.loads((tmp_path / ".lock").read_text())
         assert holder["pid"] == os.getpid() and holder["host"] == socket.gethostname()
+        assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d", holder["started"])  # a date a reader knows
         with pytest.raises(UserError, match=f"MODEL_DIR={tmp_path} is in use by another run \\(pid {os.getpid()} "
                                             f"on {socket.gethostname()}, since .*delete .*\\.lock if that run is gone"):
             with files.folder_lock(tmp_path, "MODEL_DIR"):
