@@ -169,7 +169,9 @@ def test_decomposed_accents_and_unicode_hyphens_count_as_their_usual_forms():
     (generate, ["--threads=100000"], "THREADS must lie in"),
     (train_tokenizer, ["--vocab_size=100000000000000000000"], "VOCAB_SIZE must lie in"),
     (train_tokenizer, ["--min_frequency=100000000000000000000"], "MIN_FREQUENCY must lie in"),
-    (train_tokenizer, ["--dataset="], "DATASET is empty: give a path"),  # Path("") read the current folder
+    # Path("") read the current folder
+    (train_tokenizer, ["--dataset="], "^DATASET is empty: give a path \\(or sample, or a hub name\\)$"),
+    (train_tokenizer, ["--dataset=sample", "--tokenizer_dir= "], "^TOKENIZER_DIR is empty: give a path$"),
     (train_model, ["--seed=100000000000000000000"], "SEED must lie in"),
     (train_model, ["--num_proc=100000"], "NUM_PROC must lie in"),
 ])
