@@ -87,7 +87,7 @@ def test_pilish_search(no_record, model_dir, corpus_file, capsys):
     rows = [table_row(table, name) for name in ("before ", "defaults ", "defaults, beams 4")]
     assert all("✓ 2/2" in row for row in rows), out
     # the notes name each variant by what it changes
-    assert "before: no_repeat_words=0, no_immediate_repeat=False" in out
+    assert "before: no_repeat_ngram_size=3, repetition_penalty=1.2, no_repeat_words=0, no_immediate_repeat=False" in out
     assert "defaults: pilish_generate defaults" in out and "defaults, beams 4: num_beams=4" in out
     assert "(not recorded: --record=false)" in out
 
