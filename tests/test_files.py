@@ -182,7 +182,7 @@ def test_a_lock_that_names_no_pid_is_not_taken_over(tmp_path, monkeypatch):
     asked = []
 
     def kill(pid, signal):
-        asked.append(pid)
+        asked.append((pid, signal))
         if pid != -1:
             raise ProcessLookupError(errno.ESRCH, "No such process")
 
@@ -194,6 +194,7 @@ def test_a_lock_that_names_no_pid_is_not_taken_over(tmp_path, monkeypatch):
             pass
     assert f"is in use by another run (pid None on {socket.gethostname()}, since earlier)" in str(refused.value)
     assert asked and json.loads(lock.read_text()) == {"host": socket.gethostname(), "started": "earlier"}
+    assert {signal for pid, signal in asked} == {0}  # signal 0 asks whether a process exists; any other is sent
     lock.write_text(json.dumps({"pid": 12345, "host": socket.gethostname(), "started": "earlier"}))
     with files.folder_lock(tmp_path, "MODEL_DIR"):  # the stand-in does tell a gone run: its lock is taken over
         assert json.loads(lock.read_text())["pid"] == os.getpid()
