@@ -54,6 +54,9 @@ def test_a_second_writer_is_refused_with_the_first_named(tmp_path):
         holder = json.loads((tmp_path / ".lock").read_text())
         assert holder["pid"] == os.getpid() and holder["host"] == socket.gethostname()
         assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d", holder["started"])  # a date a reader knows
+        umask = os.umask(0o022)
+        os.umask(umask)
+        assert (tmp_path / ".lock").stat().st_mode & 0o777 == 0o644 & ~umask  # rw-r--r--: a file, never run
         with pytest.raises(UserError, match=f"MODEL_DIR={tmp_path} is in use by another run \\(pid {os.getpid()} "
                                             f"on {socket.gethostname()}, since .*delete .*\\.lock if that run is gone"):
             with files.folder_lock(tmp_path, "MODEL_DIR"):
