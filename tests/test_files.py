@@ -201,3 +201,15 @@ def test_a_lock_that_names_no_pid_is_not_taken_over(tmp_path, monkeypatch):
     lock.write_text(json.dumps({"pid": 12345, "host": socket.gethostname(), "started": "earlier"}))
     with files.folder_lock(tmp_path, "MODEL_DIR"):  # the stand-in does tell a gone run: its lock is taken over
         assert json.loads(lock.read_text())["pid"] == os.getpid()
+
+
+def test_a_folder_that_cannot_take_the_temporary_one_is_named(tmp_path, monkeypatch):
+    """The disk already too full for save_into's temporary folder: the message names the folder."""
+    def no_room(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(files.tempfile, "TemporaryDirectory", no_room)
+    with pytest.raises(UserError) as error:
+        files.save_into(tmp_path, lambda temporary: None)
+    assert str(error.value) == (f"cannot write {tmp_path}: the disk is full; free some space and run the same "
+                                f"command again (nothing was half-written)")
