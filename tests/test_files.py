@@ -40,6 +40,9 @@ def test_a_failed_write_leaves_the_old_file_and_no_temporary(tmp_path):
 def test_save_pretrained_moves_whole_files_into_place(tmp_path):
     class Thing:
         def save_pretrained(self, folder):
+            # beside the files it replaces, so each rename stays on one filesystem and is atomic; named
+            # .saving-*, which the upload list (lmkit/publish.py) leaves out should a kill leave it behind
+            assert Path(folder).parent == tmp_path / "out" and Path(folder).name.startswith(".saving-")
             for name in ("a.json", "b.json"):
                 assert not (tmp_path / "out" / name).exists()  # nothing appears in place while writing
                 open(os.path.join(folder, name), "w").write(name)
