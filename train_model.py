@@ -43,7 +43,7 @@ LOSS_CHUNK_SIZE = 0  # tokens per chunk of that loss (0 = 512 on a CPU, 2048 on 
 NUM_PROC = 0  # processes for tokenizing (0 = one per CPU core for large data, else 1)
 DATALOADER_WORKERS = -1  # processes reading batches ahead (-1 = 4 on a GPU, so it never waits; 0 on a CPU)
 SEED = 42  # same seed, same data order and initial weights
-THREADS = 0  # torch's CPU threads (0 = automatic: one per core other programs leave idle, checked as it runs)
+THREADS = 0  # torch's CPU threads (0 = automatic: one per core other programs leave idle, checked as it runs; none idle: one per core, sleeping while they wait)
 NGRAM_STORIES = 50_000  # stories whose n-gram model (ngrams.pt) pilish_generate mixes with the model (0 = none)
 OVERWRITE = False  # start afresh over a model or checkpoints in MODEL_DIR made with another tokenizer or settings
 
@@ -58,8 +58,8 @@ from pathlib import Path
 
 from lmkit import files, publish, training
 from lmkit.files import folder_lock
-from lmkit.folders import (load_tokenizer, peak_memory, pick_device, read_run_record, run_record, use_cpu_threads,
-                           vocabulary_fingerprint, write_run_record)
+from lmkit.folders import (cpu_threads, load_tokenizer, peak_memory, pick_device, read_run_record, run_record,
+                           use_cpu_threads, vocabulary_fingerprint, write_run_record)
 from lmkit.settings import (UserError, at_least, cannot_write, check_seed_and_threads, check_writable, next_command,
                             run_script, within, write_error_code)
 from lmkit.text import EOT, PAD
@@ -133,6 +133,7 @@ def main(config):
             config.MODEL_DIR, "config.json").is_file():  # a model folder holds its own copy of the tokenizer
         raise UserError(f"MODEL_DIR is the tokenizer folder {config.TOKENIZER_DIR}: the model would be saved "
                         f"over it; choose another MODEL_DIR")
+    threads = cpu_threads(config.THREADS, training=True)  # before torch loads, which reads OMP_WAIT_POLICY once
     tokenizer = load_tokenizer(config.TOKENIZER_DIR)
     if tokenizer.eos_token_id is None or tokenizer.pad_token_id is None:  # a foreign tokenizer
         raise UserError(f"the tokenizer in {config.TOKENIZER_DIR} has no {EOT} or {PAD} token: "
@@ -149,10 +150,10 @@ def main(config):
     check_writable(config.MODEL_DIR, "MODEL_DIR")
     # one run writes MODEL_DIR at a time (under torchrun, rank 0 holds the lock for all ranks)
     with folder_lock(config.MODEL_DIR, "MODEL_DIR", enabled=int(os.environ.get("RANK", "0")) == 0):
-        train(config, tokenizer)
+        train(config, tokenizer, threads)
 
 
-def train(config, tokenizer):
+def train(config, tokenizer, threads=None):
     """Everything after the checks: resume or start, train, evaluate, save."""
     from transformers import Trainer, TrainerState, set_seed
 
@@ -169,7 +170,7 @@ def train(config, tokenizer):
     record = run_record(settings_of(config), fingerprint)
     set_seed(config.SEED)
     device = pick_device()
-    threads = use_cpu_threads(config.THREADS, device)
+    threads = use_cpu_threads(config.THREADS, device, threads)
     workers = config.DATALOADER_WORKERS if config.DATALOADER_WORKERS >= 0 else (4 if device == "cuda" else 0)
     args = training.training_arguments(
         config.MODEL_DIR, device=device, batch_size=config.BATCH_SIZE, learning_rate=config.LEARNING_RATE,
@@ -248,7 +249,9 @@ def train(config, tokenizer):
     log(f"evaluation: {len(eval_blocks):,} of the {len(valid_blocks):,} validation blocks at each checkpoint, "
         f"all of them at the end" if len(eval_blocks) < len(valid_blocks) else
         f"evaluation: all {len(valid_blocks):,} validation blocks at each checkpoint and at the end")
-    callbacks = [guard] + ([training.make_thread_callback()] if "automatic" in threads else [])
+    # threads that sleep while they wait keep their number: beside busy programs two get more done than one
+    watch = "automatic" in threads and "sleep" not in threads
+    callbacks = [guard] + ([training.make_thread_callback()] if watch else [])
     trainer = Trainer(model=model, args=args, train_dataset=train_blocks, eval_dataset=eval_blocks,
                       data_collator=training.collate_blocks, processing_class=tokenizer, callbacks=callbacks)
 

@@ -15,6 +15,7 @@ from lmkit.settings import UserError, drop_warnings, first_line
 RUN_RECORD = "training_run.json"  # train_model.py's settings and tokenizer fingerprint, beside each model
 # What the user sets to choose torch's CPU threads; any of them set means the policy below stands aside.
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")
+WAIT_POLICY = "OMP_WAIT_POLICY"  # how OpenMP's threads wait for each other; read once, as torch loads
 
 
 def pick_device():
@@ -26,6 +27,10 @@ def pick_device():
     return "cpu"
 
 
+def usable_cores():
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
 class IdleCores:
     """How many cores other programs leave idle, measured over the time since the last look: the
     whole machine's CPU use less this process's own (psutil, which accelerate already needs)."""
@@ -33,7 +38,7 @@ class IdleCores:
     def __init__(self):
         import psutil
         self.process, self.psutil = psutil.Process(), psutil
-        self.cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        self.cores = usable_cores()
         self.look()
 
     def look(self) -> float:
@@ -50,12 +55,28 @@ def threads_for(idle_cores: float) -> int:
     return max(1, int(idle_cores + 0.3))
 
 
-def cpu_threads(setting, environ=os.environ, idle_cores=None):
+def training_threads(idle_cores: float, cores: int) -> tuple[int, bool]:
+    """(threads, whether they sleep while they wait) for training. Where other programs leave no core
+    idle, one thread per core that sleeps while it waits (OMP_WAIT_POLICY=PASSIVE): the scheduler gives
+    every busy thread its turn, so two threads get twice the share of one, and a thread that waits
+    sleeps instead of spinning through the turn of the one it waits for. Beside two busy programs on 2
+    cores that trained 1.2-1.4x faster than one thread (BENCHMARKS.md, 2026-12-05); beside one busy
+    program one thread was as fast, and on a quiet machine spinning threads are faster, so otherwise
+    `threads_for`, spinning (OpenMP's default)."""
+    if cores >= 2 and idle_cores < 0.5:
+        return cores, True
+    return threads_for(idle_cores), False
+
+
+def cpu_threads(setting, environ=os.environ, idle_cores=None, *, training=False, cores=None):
     """(torch threads for the CPU, or None to leave torch's own choice; why, for the log).
 
     `setting` > 0 is the user's THREADS; OMP_NUM_THREADS or MKL_NUM_THREADS set means the user chose
     through the environment, which torch already follows. Otherwise `threads_for` the cores idle now
-    (measured for a third of a second unless `idle_cores` is given).
+    (measured for a third of a second unless `idle_cores` is given). With `training`, called before torch
+    is imported, `training_threads`: when it chooses threads that sleep, this sets OMP_WAIT_POLICY=PASSIVE
+    in `environ` for OpenMP to read as torch loads (unless the user set OMP_WAIT_POLICY; once torch is
+    loaded it is too late, and `threads_for` stands).
     """
     if setting > 0:
         return setting, f"THREADS={setting}"
@@ -66,16 +87,22 @@ def cpu_threads(setting, environ=os.environ, idle_cores=None):
         monitor = IdleCores()
         time.sleep(0.3)
         idle_cores = monitor.look()
-    threads = threads_for(idle_cores)
-    return threads, f"automatic: {idle_cores:.1f} cores idle (THREADS=N to choose)"
+    why = f"automatic: {idle_cores:.1f} cores idle"
+    if training and not environ.get(WAIT_POLICY, "").strip() and "torch" not in sys.modules:
+        threads, passive = training_threads(idle_cores, cores or usable_cores())
+        if passive:
+            environ[WAIT_POLICY] = "PASSIVE"
+            return threads, f"{why}, so threads that sleep while they wait (THREADS=N to choose)"
+    return threads_for(idle_cores), f"{why} (THREADS=N to choose)"
 
 
-def use_cpu_threads(setting, device):
-    """Apply `cpu_threads` to torch when the work runs on the CPU; the log line that says so, or ""."""
+def use_cpu_threads(setting, device, chosen=None):
+    """Apply `cpu_threads` (or what it `chosen` already) to torch when the work runs on the CPU; the
+    log line that says so, or ""."""
     if device != "cpu":
         return ""
     import torch
-    threads, why = cpu_threads(setting)
+    threads, why = chosen or cpu_threads(setting)
     if threads is not None:
         torch.set_num_threads(threads)
     return f"CPU threads: {torch.get_num_threads()} ({why})"

@@ -3,6 +3,7 @@
 What a script does with a missing or foreign folder is in test_guards.py.
 """
 
+import sys
 from pathlib import Path
 
 import pytest
@@ -193,3 +194,28 @@ def test_a_corrupt_tokenizer_file_says_what_to_do_in_either_folder(tokenizer_dir
         with pytest.raises(UserError) as error:
             load_tokenizer(folder)
         assert str(error.value).startswith(f"{folder / name} is corrupt (") and str(error.value).endswith(remedy)
+
+
+def test_training_threads_sleep_while_they_wait_only_where_no_core_is_idle(monkeypatch):
+    """Beside busy programs that leave no core idle, training takes a thread per core that sleeps while
+    it waits; otherwise the usual policy (one beside one busy program, spinning threads when quiet)."""
+    from lmkit.folders import WAIT_POLICY, cpu_threads, training_threads
+    assert [training_threads(idle, 2) for idle in (0.0, 0.4, 0.5, 1.0, 2.0)] == [
+        (2, True), (2, True), (1, False), (1, False), (2, False)]
+    assert training_threads(0.2, 4) == (4, True) and training_threads(0.0, 1) == (1, False)
+
+    monkeypatch.delitem(sys.modules, "torch")  # as in train_model.py, before torch loads (restored after)
+    environ = {}
+    assert cpu_threads(0, environ, idle_cores=0.1, training=True, cores=2) == (
+        2, "automatic: 0.1 cores idle, so threads that sleep while they wait (THREADS=N to choose)")
+    assert environ == {WAIT_POLICY: "PASSIVE"}  # for OpenMP to read as torch loads
+    for environ, kwargs in (({}, dict(idle_cores=1.0)),  # a core idle: one spinning thread, as before
+                            ({}, dict(idle_cores=0.1, training=False)),  # generation: one thread
+                            ({WAIT_POLICY: "ACTIVE"}, dict(idle_cores=0.1)),  # the user's own wait policy
+                            ({"OMP_NUM_THREADS": "2"}, dict(idle_cores=0.1))):  # the user's own threads
+        before = dict(environ)
+        threads, _ = cpu_threads(0, environ, **{"training": True, "cores": 2, **kwargs})
+        assert environ == before and threads in (1, None)
+    monkeypatch.setitem(sys.modules, "torch", object())  # torch loaded already: too late to choose how threads wait
+    environ = {}
+    assert cpu_threads(0, environ, idle_cores=0.1, training=True, cores=2)[0] == 1 and environ == {}

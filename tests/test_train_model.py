@@ -316,3 +316,43 @@ def test_ngrams_pt_is_saved_and_named_from_one_story_on(corpus_file, tokenizer_d
     line = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("saved model"))
     assert ("and ngrams.pt to" in line) is bool(stories)
     assert (tmp_path / "ngrams.pt").is_file() is bool(stories)
+
+
+@pytest.mark.parametrize("why, watched", [
+    ("automatic: 1.0 cores idle (THREADS=N to choose)", True),
+    ("automatic: 0.0 cores idle, so threads that sleep while they wait (THREADS=N to choose)", False),
+    ("THREADS=2", False)])
+def test_the_thread_choice_is_made_before_torch_and_watched_only_when_spinning(corpus_file, tokenizer_dir, tmp_path,
+                                                                              monkeypatch, why, watched):
+    """main() chooses the threads before the tokenizer (and torch) loads, for training, and train() applies
+    that choice; the watch that lowers the threads under load is added for automatic spinning threads only
+    (threads that sleep keep their number: beside busy programs two get more done than one)."""
+    class Captured(Exception):
+        pass
+
+    seen, order, load_tokenizer = {}, [], train_model.load_tokenizer
+
+    def choose(setting, **kwargs):
+        seen["chosen"] = (setting, kwargs)
+        order.append("threads")
+        return 2, why
+
+    def load(folder):
+        order.append("tokenizer")
+        return load_tokenizer(folder)
+
+    def stop(*args, **kwargs):
+        seen["callbacks"] = [type(callback).__name__ for callback in kwargs["callbacks"]]
+        raise Captured
+
+    monkeypatch.setattr(train_model, "cpu_threads", choose)
+    monkeypatch.setattr(train_model, "load_tokenizer", load)
+    monkeypatch.setattr(train_model, "use_cpu_threads",
+                        lambda setting, device, chosen: seen.setdefault("applied", chosen) and f"CPU threads: 2 ({why})")
+    monkeypatch.setattr(transformers, "Trainer", stop)
+    with pytest.raises(Captured):
+        run_main(train_model, [f"--dataset={corpus_file}", f"--tokenizer_dir={tokenizer_dir}", f"--model_dir={tmp_path}",
+                               "--threads=1", *TINY_MODEL])
+    assert order[:2] == ["threads", "tokenizer"]
+    assert seen["chosen"] == (1, {"training": True}) and seen["applied"] == (2, why)
+    assert ("ThreadWatch" in seen["callbacks"]) is watched
