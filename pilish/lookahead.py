@@ -64,6 +64,10 @@ class NextDigitLookahead(LogitsProcessor):
 
     def __init__(self, pilish, table: torch.FloatTensor, weight: float):
         self.pilish, self.table, self.weight = pilish, table, weight
+        # the digits a word may spell (1; 2 for the standard rules' long words), and whether the plan
+        # has any two-digit move at all (never under the basic rules)
+        self.spelled = pilish.digits_spelled[pilish.tables.is_word].unique().tolist()
+        self.two_digit = bool(pilish.plan.two_digit_length.any())
 
     def look(self, position: torch.LongTensor, words: torch.LongTensor) -> torch.FloatTensor:
         """The look-ahead after `words` when the plan stands at `position` (same shapes)."""
@@ -80,8 +84,15 @@ class NextDigitLookahead(LogitsProcessor):
         # the row's last word (its first token if it has none): marks after it change nothing
         last = (torch.arange(ids.shape[1], device=ids.device) * is_word[ids]).argmax(dim=1)
         now = self.look(position, ids.gather(1, last[:, None]).squeeze(1))
-        after = (position[:, None] + pilish.digits_spelled[None]).clamp(max=len(pilish.plan))  # [rows, V]
-        change = self.look(after, torch.arange(size, device=scores.device).expand_as(after)) - now[:, None]
+        # after a word that spells k digits the plan stands at position + k, the same for every such
+        # word: the look-ahead of all of them is one row of the table per row (not a gather per word)
+        ahead = torch.full((len(position), size), float("-inf"), device=scores.device)
+        for k in self.spelled:
+            after = (position + k).clamp(max=len(pilish.plan))
+            rows = self.table[pilish.plan.one_digit_length[after]]
+            if self.two_digit:
+                rows = torch.maximum(rows, self.table[pilish.plan.two_digit_length[after]])
+            ahead = torch.where(pilish.digits_spelled[None] == k, rows, ahead)
         # a word the plan rules out may look -inf ahead: the mask bans it anyway
-        gain = torch.where(is_word[None], self.weight * change, 0.0)
+        gain = torch.where(is_word[None], self.weight * (ahead - now[:, None]), 0.0)
         return torch.cat([scores[:, :size] + gain.to(scores.dtype), scores[:, size:]], dim=1)

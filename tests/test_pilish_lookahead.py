@@ -103,3 +103,37 @@ def test_writing_puts_the_lookahead_after_the_mask_and_stays_exact_through_windo
                          lookahead_weight=1.0, num_beams=2)
     digits = get_digits("pi", 60)
     assert write(model, tokenizer, digits, alone, ngrams=ngrams).verification.ok
+
+
+@pytest.mark.parametrize("rules", ["basic", "standard"])
+def test_every_words_gain_is_read_from_where_that_word_leaves_the_plan(rules):
+    """Word by word, as the module defines it: a word that spells k digits moves the plan from p to p + k,
+    and gains weight x (its look-ahead there - the row's now). Under the standard rules an 11-letter word
+    spells two digits (1, 1), so its look-ahead is read two digits on."""
+    vocab = VOCAB + (M + "butterflies",)
+    size, flies = len(vocab), len(vocab) - 1
+    trigrams = TRIGRAMS + [(SAW, A, flies), (A, flies, DOT), (flies, DOT, SAW), (X, DOT, SAW)]  # ". saw" > ". i"
+    tabs = vocabulary_tables(vocab, banned_ids=(EOT,), end_ids=(EOT,))
+    found = lookahead_table(torch.tensor(sorted((a * size + b) * size + c for a, b, c in trigrams)),
+                            tabs.ids_with_length, torch.tensor([DOT]))
+    digits = "3113113"
+    pilish = PilishLogitsProcessor(tabs, digits, rules=rules)
+    rows = [[EOT, EOT, EOT], [EOT, EOT, SAW], [EOT, SAW, A], [SAW, A, DOT], [EOT, SAW, flies]]
+    gain = NextDigitLookahead(pilish, found, 0.5)(torch.tensor(rows), torch.zeros(len(rows), size))
+    plan, spelled = pilish.plan, pilish.digits_spelled
+
+    def look(position, word):
+        return max(found[plan.one_digit_length[position], word], found[plan.two_digit_length[position], word])
+
+    for r, row in enumerate(rows):
+        position = int(pilish.positions(torch.tensor([row]))[0])
+        last = next(token for token in reversed(row) if tabs.is_word[token] or token == EOT)
+        now = look(position, last)
+        for word in range(size):
+            if not tabs.is_word[word]:
+                assert gain[r, word] == 0.0
+                continue
+            expected = 0.5 * (look(min(position + int(spelled[word]), len(digits)), word) - now)
+            assert torch.isclose(gain[r, word], torch.as_tensor(expected), equal_nan=True), (r, vocab[word])
+    # the long word moves two digits on only under the standard rules: from "saw" (1 spelled) to 3, or to 2
+    assert int(spelled[flies]) == (2 if rules == "standard" else 1)
