@@ -204,18 +204,94 @@ def test_training_threads_sleep_while_they_wait_only_where_no_core_is_idle(monke
         (2, True), (2, True), (1, False), (1, False), (2, False)]
     assert training_threads(0.2, 4) == (4, True) and training_threads(0.0, 1) == (1, False)
 
+    from lmkit import folders
+    asked = []
+    monkeypatch.setattr(folders, "ask_short_turns", lambda: asked.append(1) or len(asked) == 1)
     monkeypatch.delitem(sys.modules, "torch")  # as in train_model.py, before torch loads (restored after)
     environ = {}
     assert cpu_threads(0, environ, idle_cores=0.1, training=True, cores=2) == (
-        2, "automatic: 0.1 cores idle, so threads that sleep while they wait (THREADS=N to choose)")
-    assert environ == {WAIT_POLICY: "PASSIVE"}  # for OpenMP to read as torch loads
+        2, "automatic: 0.1 cores idle, so threads that sleep while they wait, in short turns (THREADS=N to choose)")
+    assert environ == {WAIT_POLICY: "PASSIVE"} and asked == [1]  # for OpenMP to read as torch loads
+    environ = {}  # where the scheduler cannot be asked, the log does not say it was
+    assert cpu_threads(0, environ, idle_cores=0.1, training=True, cores=2)[1].endswith(
+        "threads that sleep while they wait (THREADS=N to choose)") and asked == [1, 1]
+    asked.clear()
     for environ, kwargs in (({}, dict(idle_cores=1.0)),  # a core idle: one spinning thread, as before
                             ({}, dict(idle_cores=0.1, training=False)),  # generation: one thread
                             ({WAIT_POLICY: "ACTIVE"}, dict(idle_cores=0.1)),  # the user's own wait policy
                             ({"OMP_NUM_THREADS": "2"}, dict(idle_cores=0.1))):  # the user's own threads
         before = dict(environ)
         threads, _ = cpu_threads(0, environ, **{"training": True, "cores": 2, **kwargs})
-        assert environ == before and threads in (1, None)
+        assert environ == before and threads in (1, None) and asked == []  # short turns only for sleeping threads
     monkeypatch.setitem(sys.modules, "torch", object())  # torch loaded already: too late to choose how threads wait
     environ = {}
     assert cpu_threads(0, environ, idle_cores=0.1, training=True, cores=2)[0] == 1 and environ == {}
+
+
+def _turn_of_this_thread():
+    """This thread's scheduler turn in ns as Linux reports it (sched_getattr), 0 where it keeps none."""
+    import ctypes
+    import struct
+    attr = ctypes.create_string_buffer(56)
+    libc = ctypes.CDLL(None, use_errno=True)
+    assert libc.syscall(ctypes.c_long(315), ctypes.c_long(0), attr, ctypes.c_long(56), ctypes.c_long(0)) == 0
+    return struct.unpack("IIQiIQQQ", attr.raw[:48])[5]
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux") or __import__("platform").machine() != "x86_64",
+                    reason="the system call's number here is x86_64's")
+def test_short_turns_are_asked_for_this_thread_and_the_threads_it_starts():
+    """A real request, made in a thread of its own (the test's thread keeps its turn): the thread and
+    one it starts afterwards (as torch starts its own) report the turn asked for; the others do not."""
+    import threading
+
+    from lmkit.folders import ask_short_turns
+    seen = {}
+
+    def child():
+        seen["child"] = _turn_of_this_thread()
+
+    def asker():
+        seen["before"] = _turn_of_this_thread()
+        seen["asked"] = ask_short_turns(250_000)
+        seen["after"] = _turn_of_this_thread()
+        started = threading.Thread(target=child)
+        started.start()
+        started.join()
+
+    thread = threading.Thread(target=asker)
+    thread.start()
+    thread.join()
+    assert seen["asked"] is True
+    if seen["after"] == seen["before"] != 250_000:
+        pytest.skip("this kernel takes the request but keeps no turn of a task's own (Linux < 6.12)")
+    assert seen["after"] == seen["child"] == 250_000
+    assert _turn_of_this_thread() != 250_000
+
+
+def test_short_turns_request_keeps_the_thread_s_policy_and_nice_value(monkeypatch):
+    """What is sent: struct sched_attr with SCHED_OTHER, this thread's nice value and the turn; no
+    request under another policy (the user's SCHED_BATCH) or on a machine without a known call number;
+    a refused call is no error, only False."""
+    import struct
+
+    from lmkit import folders
+    calls = []
+
+    def syscall(number, pid, attr, flags):
+        calls.append((number, pid, struct.unpack("IIQiIQQQ", attr), flags))
+        return result
+
+    result = 0
+    monkeypatch.setattr("platform.machine", lambda: "x86_64")
+    monkeypatch.setattr(folders.os, "getpriority", lambda which, who: 5)
+    monkeypatch.setattr(folders.os, "sched_getscheduler", lambda pid: 0)
+    assert folders.ask_short_turns(400_000, syscall=syscall) is True
+    assert calls == [(314, 0, (48, 0, 0, 5, 0, 400_000, 0, 0), 0)]
+    result = -1
+    assert folders.ask_short_turns(400_000, syscall=syscall) is False and len(calls) == 2
+    monkeypatch.setattr(folders.os, "sched_getscheduler", lambda pid: 3)  # SCHED_BATCH
+    assert folders.ask_short_turns(syscall=syscall) is False and len(calls) == 2
+    monkeypatch.setattr(folders.os, "sched_getscheduler", lambda pid: 0)
+    monkeypatch.setattr("platform.machine", lambda: "riscv64")
+    assert folders.ask_short_turns(syscall=syscall) is False and len(calls) == 2
