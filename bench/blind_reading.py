@@ -75,12 +75,21 @@ def aligned_passages(text_a: str, text_b: str, rules: str, passage_words: int, c
 
 def blind_pairs(passages: list[dict], name_a: str, name_b: str, seed: int) -> tuple[str, dict]:
     """(the reader's Markdown: the question and each pair, in a seeded random order within each pair;
-    the key: which text each pair's A and B are, and the digits they spell)."""
+    the key: which text each pair's A and B are, and the digits they spell).
+
+    Each text is A in half the pairs (one more for a text drawn with the seed when the count is odd),
+    which pairs drawn with the seed: readers lean to A (language-model readers picked A in 10 to 13 of
+    16 pairs, BENCHMARKS.md), and a free draw can show one text first in most pairs (seed 7: 12 of 16)."""
     draw = random.Random(seed)
+    count = len(passages)
+    a_first = [True] * (count // 2) + [False] * (count // 2)
+    if count % 2:
+        a_first.append(draw.random() < 0.5)
+    draw.shuffle(a_first)
     lines, key = ["# Blind reading", "", QUESTION, ""], {}
-    for number, passage in enumerate(passages, start=1):
+    for number, (passage, first) in enumerate(zip(passages, a_first), start=1):
         shown = [(name_a, passage["a"]), (name_b, passage["b"])]
-        if draw.random() < 0.5:
+        if not first:
             shown.reverse()
         lines += [f"## Pair {number}", "", f"**A:** {shown[0][1]}", "", f"**B:** {shown[1][1]}", ""]
         key[str(number)] = {"A": shown[0][0], "B": shown[1][0], "digits": passage["digits"]}
@@ -99,7 +108,9 @@ def read_answers(text: str) -> dict[str, tuple[str, int | None]]:
 
 def tally(answers: dict[str, tuple[str, int | None]], key: dict) -> dict[str, Counter]:
     """{text name: Counter of the confidences of the pairs it won} (confidence None when not given)."""
-    wins = {name: Counter() for pair in key["pairs"].values() for name in (pair["A"], pair["B"])}
+    # the texts in the order the key names them (text_a first), else as the pairs show them
+    names = [*key.get("texts", {})] + [name for pair in key["pairs"].values() for name in (pair["A"], pair["B"])]
+    wins = {name: Counter() for name in names}
     for pair, (letter, confidence) in answers.items():
         if pair in key["pairs"]:
             wins[key["pairs"][pair][letter]][confidence] += 1
@@ -116,6 +127,9 @@ def score(answers_file: str, key_file: str) -> None:
         by_confidence = ", ".join(f"{wins[c]} at {c}" for c in (3, 2, 1) if wins[c])
         print(f"{name}: {sum(wins.values())} of {len(key['pairs'])} pairs"
               + (f" ({by_confidence})" if by_confidence else ""))
+    chose_a = sum(letter == "A" for pair, (letter, _) in answers.items() if pair in key["pairs"])
+    if answers:
+        print(f"chose A in {chose_a} of {len(answers)} pairs (each text is A in half of them, so a lean to A cancels)")
     missing = len(key["pairs"]) - len(answers)
     if missing:
         print(f"unanswered: {missing}")
