@@ -29,8 +29,11 @@ REPETITION_PENALTY = 1.0  # discourage tokens already in the context window, "th
 NO_REPEAT_WORDS = 3  # never repeat a run of this many words anywhere in the text, across windows (0 = off)
 NO_IMMEDIATE_REPEAT = True  # never the same word twice in a row ("a a"), even with a mark between
 NGRAM_WEIGHT = 0.7  # share of the training stories' n-gram model (MODEL_DIR/ngrams.pt) mixed with the model's: 0 = the model alone (tuned on held-out perplexity: bench/ngram_mix.py)
+QUOTES = False  # quote marks (" ') for dialogue: the quick start's model opens and closes them where no one speaks, which blind readers marked down (True: allowed)
 BALANCE_QUOTES = True  # a double quote opens only when none is open and closes only an open one
 LOOKAHEAD_WEIGHT = 1.0  # cost for a word after which the next digit can only be spelled badly ("the" before a 1: "the a"); uses the n-gram model, so only with NGRAM_WEIGHT > 0 (0 = off)
+REAL_SENTENCE_ENDS = True  # end a sentence (. ! ?) only after two tokens that end one in the training stories ("she smiled." yes, "and the." no); uses the n-gram model, so only with NGRAM_WEIGHT > 0
+SENTENCE_BONUS = 3.0  # added to each sentence end's log-probability: blind readers prefer short, complete sentences (0 = off)
 NUM_SAMPLES = 1  # texts to write
 PROMPT = ""  # optional opening words, which must themselves spell the first digits
 TOPIC = ""  # optional text the model reads first, to say what the Pilish is about (spells no digits, not printed)
@@ -114,7 +117,7 @@ def load_ngrams(folder):
 
 def check_settings(config):
     """The ranges that get_digits and WriteOptions leave to the caller."""
-    from pilish.writing import MAX_LOOKAHEAD_WEIGHT  # torch: not for --help or CHECK_FILE
+    from pilish.writing import MAX_LOOKAHEAD_WEIGHT, MAX_SENTENCE_BONUS  # torch: not for --help or CHECK_FILE
 
     within(config, "NUM_SAMPLES", 1, 1000)
     within(config, "NUM_BEAMS", 1, 256)  # each beam holds its own copy of the model's cache
@@ -132,6 +135,7 @@ def check_settings(config):
     within(config, "TOP_P", 0, 1, low_open=True)
     within(config, "NGRAM_WEIGHT", 0, 1)
     within(config, "LOOKAHEAD_WEIGHT", 0, MAX_LOOKAHEAD_WEIGHT)
+    within(config, "SENTENCE_BONUS", 0, MAX_SENTENCE_BONUS)
     if config.OUTPUT_FILE:  # before the model writes for minutes
         check_not_a_saved_file(config.OUTPUT_FILE, "OUTPUT_FILE")
         check_writable(config.OUTPUT_FILE, "OUTPUT_FILE", folder=False)

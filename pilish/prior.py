@@ -6,6 +6,13 @@ word n-gram the text already has, a double quote that opens only when none is op
 mixes the model's distribution with the training stories' n-gram model (pilish/ngram.py), after
 each row's last two tokens: P ~ P_model^(1 - w) P_ngram^w, a weight tuned on held-out perplexity
 (bench/ngram_mix.py).
+
+Then the sentence ends (. ! ?). Blind readers of Pilish chose the passage with more short, complete
+sentences, and marked down sentences that stop mid-way ("he noticed something shiny everything.").
+So a sentence may end only after two tokens that end one somewhere in the training stories ("she
+smiled." yes, "and the." no: the n-gram model's trigrams say which), and each end gains a bonus in
+log-probability, so that the text ends its sentences where real stories do, and often
+(BENCHMARKS.md, "Blind reading" 2026-12-05).
 """
 
 from __future__ import annotations
@@ -28,13 +35,22 @@ class WritingPrior(LogitsProcessor):
 
     def __init__(self, is_word: torch.BoolTensor, no_repeat_words: int = 0, no_immediate_repeat: bool = False,
                  ngram_model: NgramModel | None = None, ngram_weight: float = 0.0,
-                 quotes: tuple[Iterable[int], Iterable[int]] = ((), ())):
+                 quotes: tuple[Iterable[int], Iterable[int]] = ((), ()), sentence_ends: Iterable[int] = (),
+                 real_sentence_ends: bool = False, sentence_bonus: float = 0.0):
         self.is_word = is_word.tolist()
         self.vocab_size = len(self.is_word)
         self.no_repeat_words = no_repeat_words
         self.no_immediate_repeat = no_immediate_repeat
         self.ngram_model = ngram_model if ngram_weight else None
         self.ngram_weight = ngram_weight
+        # sentence_ends = the ids of . ! ?: with real_sentence_ends (and the mix on), each may follow
+        # only two tokens it follows in the training stories; each gains sentence_bonus
+        self.sentence_ends = torch.tensor(sorted(set(sentence_ends)), dtype=torch.long)
+        self.sentence_bonus = sentence_bonus
+        self.real_ends = None  # sorted keys (a * V + b) * V + end of the trigrams "a b ." the stories have
+        if real_sentence_ends and self.ngram_model is not None:
+            keys, size = self.ngram_model.trigrams.keys, self.ngram_model.vocab_size
+            self.real_ends = keys[torch.isin(keys % size, self.sentence_ends)]
         # quotes = (opening, closing) quote ids: a quote opens only when none is open, and closes only
         # an open one (what a reader pairs; the model alone closes quotes it never opened)
         self.opening, self.closing = (set(ids) for ids in quotes)
@@ -83,6 +99,12 @@ class WritingPrior(LogitsProcessor):
         if self.ngram_model is not None:
             contexts = self.ngram_model.contexts([self.last_tokens + ids for ids in rows])
             scores = mix(scores, self.ngram_model.probs(contexts).to(scores.device), self.ngram_weight)
+            if self.real_ends is not None:
+                scores = keep_real_ends(scores, contexts, self.sentence_ends, self.real_ends,
+                                        self.ngram_model.vocab_size)
+        if self.sentence_bonus and len(self.sentence_ends):
+            ends = self.sentence_ends.to(scores.device)
+            scores[:, ends] += self.sentence_bonus  # -inf (banned) stays -inf
         banned_rows, banned_ids = [], []
         for row, ids in enumerate(rows):
             new_words = self._words(ids)
@@ -109,6 +131,19 @@ def mix(scores: torch.FloatTensor, ngram_probs: torch.FloatTensor, weight: float
     mixed = mixed.masked_fill_(scores == float("-inf"), float("-inf"))
     # a row with nothing left (all banned) stays all -inf, for the Pilish mask to rescue, not NaN
     return mixed.log_softmax(dim=-1).nan_to_num(nan=float("-inf"), neginf=float("-inf")).to(scores.dtype)
+
+
+def keep_real_ends(scores: torch.FloatTensor, contexts: torch.LongTensor, ends: torch.LongTensor,
+                   real_ends: torch.LongTensor, vocab_size: int) -> torch.FloatTensor:
+    """`scores` with each of `ends` (the ids of . ! ?) set to -inf in the rows whose last two tokens
+    (`contexts`, [rows, 2]) never precede it in the stories: `real_ends` holds the sorted keys
+    (a * V + b) * V + end of the trigrams that do."""
+    wanted = ((contexts[:, 0] * vocab_size + contexts[:, 1]) * vocab_size)[:, None] + ends[None]
+    place = torch.searchsorted(real_ends, wanted).clamp(max=max(len(real_ends) - 1, 0))
+    seen = real_ends[place] == wanted if len(real_ends) else torch.zeros_like(wanted, dtype=torch.bool)
+    ends = ends.to(scores.device)
+    scores[:, ends] = torch.where(seen.to(scores.device), scores[:, ends], float("-inf"))
+    return scores
 
 
 def quote_open_after(is_open: bool, tokens: list[int], opening: set[int], closing: set[int]) -> bool:

@@ -14,8 +14,8 @@ from typing import Iterable
 import torch
 
 from pilish.rules import digits_of_word
-from pilish.tokens import (CLOSING_MARKS, MARK, OTHER, WORD, is_punctuation_token, is_quote_token, is_word_token,
-                           letters_in, token_text)
+from pilish.tokens import (CLOSING_MARKS, MARK, OTHER, QUOTES, WORD, is_punctuation_token, is_quote_token,
+                           is_word_token, letters_in, token_text)
 
 # The English words of one letter. The stories' other single letters ("x marks the spot", "mr. s")
 # read as no word where a digit 1 needs one ("a y a special tree"), so they never stand as words.
@@ -87,7 +87,12 @@ def vocabulary_tables(vocab: tuple[str, ...], banned_ids: tuple[int, ...] = (),
     return VocabularyTables(letters, is_word, is_mark, is_quote, is_closing, is_end, kind, ids_with_length)
 
 
-def tables_for(tokenizer) -> VocabularyTables:
-    """The tables of a tokenizer's vocabulary: its special tokens never offered, <|endoftext|> ends a text."""
+def tables_for(tokenizer, quotes: bool = True) -> VocabularyTables:
+    """The tables of a tokenizer's vocabulary: its special tokens never offered, <|endoftext|> ends a
+    text; without `quotes`, no mark that holds a quote (`"`, `'`, `."`) is offered either."""
     vocab = tuple(tokenizer.convert_ids_to_tokens(list(range(len(tokenizer)))))
-    return vocabulary_tables(vocab, tuple(tokenizer.all_special_ids), (tokenizer.eos_token_id,))
+    banned = tuple(tokenizer.all_special_ids)
+    if not quotes:
+        banned += tuple(i for i, token in enumerate(vocab)
+                        if is_punctuation_token(token) and any(char in QUOTES for char in token_text(token)))
+    return vocabulary_tables(vocab, banned, (tokenizer.eos_token_id,))

@@ -24,6 +24,7 @@ from pilish.vocabulary import tables_for
 
 DECODINGS = ("beam", "sample")
 MAX_LOOKAHEAD_WEIGHT = 100  # far above, the costs overflow and the text can break
+MAX_SENTENCE_BONUS = 20  # e^20 times likelier: every allowed end would be taken
 
 
 @dataclass(frozen=True)
@@ -43,8 +44,11 @@ class WriteOptions:
     no_repeat_words: int = 3  # no run of this many words twice in the whole text (0 = off)
     no_immediate_repeat: bool = True  # never the same word twice in a row
     ngram_weight: float = 0.7  # the n-gram model's share in the mix with the model (0 = the model alone)
+    quotes: bool = False  # quote marks (" ') between words; False: none (the quick start's model puts them where no one speaks)
     balance_quotes: bool = True  # a double quote opens only when none is open, closes only an open one
     lookahead_weight: float = 1.0  # cost for a word after which the next digit reads badly (0 = off)
+    real_sentence_ends: bool = True  # . ! ? only after two tokens that end a sentence in the stories (with the mix)
+    sentence_bonus: float = 3.0  # log-probability added to each sentence end (0 = off)
     context_length: int = 0  # tokens of context per window (0 = all the model was trained on)
 
     def __post_init__(self):
@@ -56,6 +60,9 @@ class WriteOptions:
         if not 0 <= self.lookahead_weight <= MAX_LOOKAHEAD_WEIGHT:
             raise PilishError(f"the look-ahead weight must be between 0 and {MAX_LOOKAHEAD_WEIGHT}, not "
                               f"{self.lookahead_weight}")
+        if not 0 <= self.sentence_bonus <= MAX_SENTENCE_BONUS:
+            raise PilishError(f"the sentence bonus must be between 0 and {MAX_SENTENCE_BONUS}, not "
+                              f"{self.sentence_bonus}")
         if not 0 <= self.ngram_weight <= 1:
             raise PilishError(f"the n-gram weight must be between 0 and 1, not {self.ngram_weight}")
 
@@ -81,7 +88,8 @@ class WriteOptions:
     def uses_prior(self, ngrams: NgramModel | None) -> bool:
         """Whether any rule of the WritingPrior, or its n-gram mix, is on (the mix only with a model to mix)."""
         mixes = ngrams is not None and self.ngram_weight > 0
-        return bool(self.balance_quotes or self.no_repeat_words or self.no_immediate_repeat or mixes)
+        return bool(self.balance_quotes or self.no_repeat_words or self.no_immediate_repeat or mixes
+                    or (self.allow_punctuation and self.sentence_bonus))
 
 
 @dataclass
@@ -117,7 +125,7 @@ def make_processors(tokenizer, digits: str, options: WriteOptions, ngrams: Ngram
                     start_digit: int = 0):
     """(the `logits_processor` list for `generate`: the prior and the look-ahead, if on, then the
     Pilish mask; the Pilish processor; its stopping criteria)."""
-    tables = tables_for(tokenizer)
+    tables = tables_for(tokenizer, options.quotes)
     processor = PilishLogitsProcessor(tables, digits, rules=options.rules, start_digit=start_digit,
                                       allow_punctuation=options.allow_punctuation,
                                       punctuation_lookahead=options.punctuation_lookahead)
@@ -128,7 +136,8 @@ def make_processors(tokenizer, digits: str, options: WriteOptions, ngrams: Ngram
                   [i for i, token in enumerate(vocab) if token == '"']) if options.balance_quotes else ((), ())
         processors.insert(0, WritingPrior(
             tables.is_word, options.no_repeat_words, options.no_immediate_repeat, ngrams, options.ngram_weight,
-            quotes))
+            quotes, tables.is_closing.nonzero()[:, 0].tolist() if options.allow_punctuation else (),
+            options.real_sentence_ends, options.sentence_bonus))
     if options.lookahead_weight and ngrams is not None:  # just before the mask
         marks = (tables.is_mark | tables.is_quote).nonzero()[:, 0]
         table = lookahead_table(ngrams.trigrams.keys, tables.ids_with_length, marks)

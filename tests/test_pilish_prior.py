@@ -149,3 +149,49 @@ def test_no_repeat_words_of_two_bans_a_repeated_word_pair():
     assert banned_after(prior, [1, 2, 3, 0, 1]) == {2}  # "1 2" is in the text before the window
     assert banned_after(prior, [0], [4, 5, 0, 4]) == {5}  # "4 5" was written in this window
     assert banned_after(prior, [1, 2, 3], [5]) == set()  # "5" was never followed by anything
+
+
+def test_a_sentence_ends_only_where_the_stories_end_one_after_the_same_two_tokens():
+    # 0 <|endoftext|>, 1 ".", 2 "!", 3-6 words: "she" 3, "smiled" 4, "and" 5, "ran" 6
+    is_word = torch.tensor([False, False, False, True, True, True, True])
+    stories = [[3, 4, 1, 3, 6, 2], [5, 3, 4, 5, 6, 1]]  # "she smiled." "she ran!" "and she smiled and ran."
+    ngrams = build_ngram_model(stories, vocab_size=7, boundary_id=0)
+    prior = WritingPrior(is_word, ngram_model=ngrams, ngram_weight=0.5, sentence_ends=[1, 2], real_sentence_ends=True)
+    prior.restart([0, 3], prompt_length=2)  # the text so far: "she"
+    rows = torch.tensor([[0, 3, 4],  # "she smiled": "." ends a story sentence there, "!" never does
+                         [0, 3, 6],  # "she ran": "!" does, "." does not
+                         [0, 3, 5],  # "she and": neither
+                         [0, 3, 1]])  # "she ." (the tokens before the next one are "she" and "."): neither
+    scores = prior(rows, torch.zeros(4, 7))
+    assert scores[:, 1:3].isinf().tolist() == [[False, True], [True, False], [True, True], [True, True]]
+    assert not scores[:, 3:].isinf().any()  # words are never banned by the rule
+    # the rule reads the text before the window: "and ran" (last token of the history, first of the row)
+    prior.restart([0, 5], prompt_length=2)
+    assert prior(torch.tensor([[0, 5, 6]]), torch.zeros(1, 7))[0, 1:3].isinf().tolist() == [False, True]
+    # without the rule, or without the n-gram model to say where stories end, no end is banned
+    for off in (WritingPrior(is_word, ngram_model=ngrams, ngram_weight=0.5, sentence_ends=[1, 2]),
+                WritingPrior(is_word, ngram_model=ngrams, ngram_weight=0.0, sentence_ends=[1, 2],
+                             real_sentence_ends=True)):
+        off.restart([0, 3], prompt_length=2)
+        assert not off(rows, torch.zeros(4, 7)).isinf().any()
+
+
+def test_the_sentence_bonus_raises_every_allowed_end_by_the_same_amount():
+    is_word = torch.tensor([False, False, False, True, True, True, True])
+    ngrams = build_ngram_model([[3, 4, 1, 3, 6, 2], [5, 3, 4, 5, 6, 1]], vocab_size=7, boundary_id=0)
+    rows = torch.tensor([[0, 3, 4], [0, 3, 6], [0, 3, 5]])
+    scores = torch.randn(3, 7)
+    plain = WritingPrior(is_word, ngram_model=ngrams, ngram_weight=0.5, sentence_ends=[1, 2], real_sentence_ends=True)
+    bonus = WritingPrior(is_word, ngram_model=ngrams, ngram_weight=0.5, sentence_ends=[1, 2], real_sentence_ends=True,
+                         sentence_bonus=2.5)
+    for prior in (plain, bonus):
+        prior.restart([0, 3], prompt_length=2)
+    before, after = plain(rows, scores.clone()), bonus(rows, scores.clone())
+    assert torch.equal(after[:, 3:], before[:, 3:])  # words keep their scores
+    allowed = ~before[:, 1:3].isinf()
+    assert torch.allclose(after[:, 1:3][allowed], before[:, 1:3][allowed] + 2.5)
+    assert after[:, 1:3][~allowed].isinf().all()  # a banned end stays banned
+    # without the n-gram model the bonus still applies, to the model's own scores
+    alone = WritingPrior(is_word, sentence_ends=[1, 2], sentence_bonus=2.5)
+    alone.restart([0, 3], prompt_length=2)
+    assert torch.allclose(alone(rows, scores.clone()), scores + torch.tensor([0, 2.5, 2.5, 0, 0, 0, 0]))

@@ -96,3 +96,18 @@ def test_ids_outside_the_vocabulary_are_not_marked():
     assert _mask(3, [3, -1, 4]).tolist() == [False] * 3  # the size itself is one beyond the last id
     tables = vocabulary_tables(VOCAB, banned_ids=(0, 1, 2, len(VOCAB)), end_ids=(0, len(VOCAB)))
     assert tensor_ids(tables.is_word) == [7, 10, 11] and tensor_ids(tables.is_end) == [0]
+
+
+def test_tables_for_a_tokenizer_without_quotes_offer_no_mark_that_holds_one(tokenizer_dir):
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
+    vocab = tokenizer.convert_ids_to_tokens(list(range(len(tokenizer))))
+    with_quotes, without = tables_for(tokenizer), tables_for(tokenizer, quotes=False)
+    quoted = [i for i, token in enumerate(vocab) if (with_quotes.is_mark[i] or with_quotes.is_quote[i])
+              and any(char in "\"'" for char in token)]
+    assert {vocab[i] for i in quoted} >= {M + '"', '"'}  # the corpus has dialogue: there are some to leave out
+    assert not (without.is_mark | without.is_quote)[quoted].any()
+    # every other mark, and every word, is offered as before
+    others = (with_quotes.is_mark | with_quotes.is_quote).clone()
+    others[quoted] = False
+    assert torch.equal(without.is_mark | without.is_quote, others)
+    assert torch.equal(without.is_word, with_quotes.is_word) and torch.equal(without.is_closing, with_quotes.is_closing)

@@ -17,9 +17,11 @@ from pilish.tokens import letters_in
 from pilish.writing import WriteOptions, finish_sentence, write
 
 
-# The old write()'s defaults: no WritingPrior (no whole-text rules, no n-gram mix, no quote pairing).
-# Its decoding is WriteOptions' own (beam search, 8 beams), as the old decoding_settings() gave.
-PLAIN = WriteOptions(no_repeat_words=0, no_immediate_repeat=False, ngram_weight=0.0, balance_quotes=False)
+# The old write()'s defaults: no WritingPrior (no whole-text rules, no n-gram mix, no quote pairing, no
+# sentence rules), quotes allowed. Its decoding is WriteOptions' own (beam search, 8 beams), as the old
+# decoding_settings() gave.
+PLAIN = WriteOptions(no_repeat_words=0, no_immediate_repeat=False, ngram_weight=0.0, balance_quotes=False,
+                     quotes=True, real_sentence_ends=False, sentence_bonus=0.0)
 # The old write() with no generate arguments at all: greedy search, no repetition rules.
 GREEDY = replace(PLAIN, decoding="beam", num_beams=1, no_repeat_ngram_size=0, repetition_penalty=1.0)
 
@@ -86,8 +88,12 @@ def test_write_options_count_the_rows_and_say_when_the_prior_is_on():
     assert not PLAIN.uses_prior(ngrams)
     mixed = replace(PLAIN, ngram_weight=0.5)
     assert mixed.uses_prior(ngrams) and not mixed.uses_prior(None)  # the mix needs the n-gram model
-    for rule in (dict(no_immediate_repeat=True), dict(balance_quotes=True), dict(no_repeat_words=3)):
+    for rule in (dict(no_immediate_repeat=True), dict(balance_quotes=True), dict(no_repeat_words=3),
+                 dict(sentence_bonus=1.0)):
         assert replace(PLAIN, **rule).uses_prior(None), rule
+    # the sentence bonus needs marks to raise; real sentence ends need the n-gram model (and its mix)
+    assert not replace(PLAIN, sentence_bonus=1.0, allow_punctuation=False).uses_prior(None)
+    assert not replace(PLAIN, real_sentence_ends=True).uses_prior(ngrams)
 
 
 def test_topic_is_read_first_but_spells_no_digits_and_is_not_printed(model_dir):
@@ -258,3 +264,40 @@ def test_a_topic_may_fill_half_the_context_it_leaves_and_no_more(model_dir):
     assert windows.pinned == [tokenizer.eos_token_id] + [5] * 11
     with pytest.raises(PilishError, match="topic is 12 tokens long; keep it under half of the 24 tokens"):
         writing.Windows(model, tokenizer, GREEDY, [5] * 12, [])
+
+
+def test_the_defaults_end_sentences_where_the_stories_do_often_and_write_no_quotes(model_dir, corpus_file):
+    model, tokenizer = load_model(model_dir)
+    ngrams = ngram_model(tokenizer, read_stories(corpus_file))
+    quote_ids = {i for i, token in enumerate(tokenizer.convert_ids_to_tokens(list(range(len(tokenizer)))))
+                 if not letters_in(token) and any(char in "\"'" for char in token)}
+    ends = set(tokenizer.convert_tokens_to_ids([".", "!", "?"]))
+    size, real = ngrams.vocab_size, set(ngrams.trigrams.keys.tolist())
+    digits = get_digits("pi", 150)  # several windows of the 32-token model
+    options = replace(WriteOptions(), num_beams=4)
+
+    def sentence_ends(written):  # (real, not real) sentence ends, the text's last token left out
+        tokens = [tokenizer.eos_token_id] * 2 + written.ids
+        found = [(tokens[i - 2] * size + tokens[i - 1]) * size + token in real
+                 for i, token in enumerate(tokens[:-1]) if token in ends and i >= 2]
+        return found.count(True), found.count(False)
+
+    texts = {bonus: write(model, tokenizer, digits, replace(options, sentence_bonus=bonus), ngrams=ngrams)
+             for bonus in (WriteOptions().sentence_bonus, 10.0)}
+    for written in texts.values():
+        assert written.verification.ok
+        assert quote_ids and not quote_ids & set(written.ids) and not set("\"'") & set(written.text.replace("'s", ""))
+        assert sentence_ends(written)[1] == 0  # every sentence ends where one ends in the stories
+    assert sentence_ends(texts[10.0])[0] >= 1  # the corpus is templates: few of its word pairs end a sentence
+    # without the rule, some end where no story does; the bonus ends more sentences
+    unruled = {bonus: write(model, tokenizer, digits, replace(options, real_sentence_ends=False, sentence_bonus=bonus),
+                            ngrams=ngrams) for bonus in (0.0, 3.0)}
+    assert sentence_ends(unruled[0.0])[1] > 0
+    assert sum(sentence_ends(unruled[3.0])) > sum(sentence_ends(unruled[0.0]))
+
+
+def test_the_sentence_bonus_is_checked():
+    assert WriteOptions(sentence_bonus=0.0).sentence_bonus == 0.0
+    for bad in (-0.5, writing.MAX_SENTENCE_BONUS + 1):
+        with pytest.raises(PilishError, match="sentence bonus must be between 0 and"):
+            WriteOptions(sentence_bonus=bad)

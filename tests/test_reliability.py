@@ -206,6 +206,7 @@ def test_training_memory_counts_the_parameters_of_a_real_model():
     (["--lookahead_weight=1e30"], "LOOKAHEAD_WEIGHT must lie in"),  # it broke the text (no progress at digit 1)
     (["--no_repeat_words=-1"], "NO_REPEAT_WORDS must be at least 0"),  # silently off, as 0 is
     (["--ngram_weight=1.5"], "NGRAM_WEIGHT must lie in"),  # a share: above 1 the model's part turns negative
+    (["--sentence_bonus=-1"], "SENTENCE_BONUS must lie in"),  # a cost: it would end no sentence at all
 ])
 def test_pilish_numbers_beyond_what_the_libraries_take_are_one_line(argv, message, tmp_path):
     with pytest.raises(UserError, match=message):
