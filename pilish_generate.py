@@ -33,7 +33,7 @@ QUOTES = False  # quote marks (" ') for dialogue: the quick start's model opens 
 BALANCE_QUOTES = True  # a double quote opens only when none is open and closes only an open one
 LOOKAHEAD_WEIGHT = 1.0  # cost for a word after which the next digit can only be spelled badly ("the" before a 1: "the a"); uses the n-gram model, so only with NGRAM_WEIGHT > 0 (0 = off)
 REAL_SENTENCE_ENDS = True  # end a sentence (. ! ?) only after two tokens that end one in the training stories ("she smiled." yes, "and the." no); uses the n-gram model, so only with NGRAM_WEIGHT > 0
-SENTENCE_BONUS = 3.0  # added to each sentence end's log-probability: blind readers prefer short, complete sentences (0 = off)
+SENTENCE_BONUS = 3.0  # added to the log-probability of each sentence end that REAL_SENTENCE_ENDS allows: blind readers prefer short, complete sentences (0 = off)
 NUM_SAMPLES = 1  # texts to write
 PROMPT = ""  # optional opening words, which must themselves spell the first digits
 TOPIC = ""  # optional text the model reads first, to say what the Pilish is about (spells no digits, not printed)

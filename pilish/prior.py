@@ -10,7 +10,7 @@ each row's last two tokens: P ~ P_model^(1 - w) P_ngram^w, a weight tuned on hel
 Then the sentence ends (. ! ?). Blind readers of Pilish chose the passage with more short, complete
 sentences, and marked down sentences that stop mid-way ("he noticed something shiny everything.").
 So a sentence may end only after two tokens that end one somewhere in the training stories ("she
-smiled." yes, "and the." no: the n-gram model's trigrams say which), and each end gains a bonus in
+smiled." yes, "and the." no: the n-gram model's trigrams say which), and each such end gains a bonus in
 log-probability, so that the text ends its sentences where real stories do, and often
 (BENCHMARKS.md, "Blind reading" 2026-12-05).
 """
@@ -44,7 +44,7 @@ class WritingPrior(LogitsProcessor):
         self.ngram_model = ngram_model if ngram_weight else None
         self.ngram_weight = ngram_weight
         # sentence_ends = the ids of . ! ?: with real_sentence_ends (and the mix on), each may follow
-        # only two tokens it follows in the training stories; each gains sentence_bonus
+        # only two tokens it follows in the training stories, and each such end gains sentence_bonus
         self.sentence_ends = torch.tensor(sorted(set(sentence_ends)), dtype=torch.long)
         self.sentence_bonus = sentence_bonus
         self.real_ends = None  # sorted keys (a * V + b) * V + end of the trigrams "a b ." the stories have
@@ -102,9 +102,9 @@ class WritingPrior(LogitsProcessor):
             if self.real_ends is not None:
                 scores = keep_real_ends(scores, contexts, self.sentence_ends, self.real_ends,
                                         self.ngram_model.vocab_size)
-        if self.sentence_bonus and len(self.sentence_ends):
-            ends = self.sentence_ends.to(scores.device)
-            scores[:, ends] += self.sentence_bonus  # -inf (banned) stays -inf
+                if self.sentence_bonus:  # only real ends: anywhere, it ends sentences at "the other." and "one."
+                    ends = self.sentence_ends.to(scores.device)
+                    scores[:, ends] += self.sentence_bonus  # -inf (banned) stays -inf
         banned_rows, banned_ids = [], []
         for row, ids in enumerate(rows):
             new_words = self._words(ids)

@@ -48,7 +48,7 @@ class WriteOptions:
     balance_quotes: bool = True  # a double quote opens only when none is open, closes only an open one
     lookahead_weight: float = 1.0  # cost for a word after which the next digit reads badly (0 = off)
     real_sentence_ends: bool = True  # . ! ? only after two tokens that end a sentence in the stories (with the mix)
-    sentence_bonus: float = 3.0  # log-probability added to each sentence end (0 = off)
+    sentence_bonus: float = 3.0  # log-probability added to each real sentence end (0 = off; only with real_sentence_ends)
     context_length: int = 0  # tokens of context per window (0 = all the model was trained on)
 
     def __post_init__(self):
@@ -88,8 +88,7 @@ class WriteOptions:
     def uses_prior(self, ngrams: NgramModel | None) -> bool:
         """Whether any rule of the WritingPrior, or its n-gram mix, is on (the mix only with a model to mix)."""
         mixes = ngrams is not None and self.ngram_weight > 0
-        return bool(self.balance_quotes or self.no_repeat_words or self.no_immediate_repeat or mixes
-                    or (self.allow_punctuation and self.sentence_bonus))
+        return bool(self.balance_quotes or self.no_repeat_words or self.no_immediate_repeat or mixes)
 
 
 @dataclass

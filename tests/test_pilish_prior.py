@@ -191,7 +191,12 @@ def test_the_sentence_bonus_raises_every_allowed_end_by_the_same_amount():
     allowed = ~before[:, 1:3].isinf()
     assert torch.allclose(after[:, 1:3][allowed], before[:, 1:3][allowed] + 2.5)
     assert after[:, 1:3][~allowed].isinf().all()  # a banned end stays banned
-    # without the n-gram model the bonus still applies, to the model's own scores
-    alone = WritingPrior(is_word, sentence_ends=[1, 2], sentence_bonus=2.5)
-    alone.restart([0, 3], prompt_length=2)
-    assert torch.allclose(alone(rows, scores.clone()), scores + torch.tensor([0, 2.5, 2.5, 0, 0, 0, 0]))
+    # without the rule (or the n-gram model it reads) no end gains: anywhere, the bonus ends sentences
+    # at "the other." and "one."
+    for no_rule in (WritingPrior(is_word, sentence_ends=[1, 2], real_sentence_ends=True, sentence_bonus=2.5),
+                    WritingPrior(is_word, ngram_model=ngrams, ngram_weight=0.5, sentence_ends=[1, 2],
+                                 sentence_bonus=2.5)):
+        no_rule.restart([0, 3], prompt_length=2)
+        base = WritingPrior(is_word, ngram_model=no_rule.ngram_model, ngram_weight=no_rule.ngram_weight)
+        base.restart([0, 3], prompt_length=2)
+        assert torch.equal(no_rule(rows, scores.clone()), base(rows, scores.clone()))
