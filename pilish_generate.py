@@ -34,6 +34,7 @@ BALANCE_QUOTES = True  # a double quote opens only when none is open and closes 
 LOOKAHEAD_WEIGHT = 1.0  # cost for a word after which the next digit can only be spelled badly ("the" before a 1: "the a"); uses the n-gram model, so only with NGRAM_WEIGHT > 0 (0 = off)
 REAL_SENTENCE_ENDS = True  # end a sentence (. ! ?) only after two tokens that end one in the training stories ("she smiled." yes, "and the." no); uses the n-gram model, so only with NGRAM_WEIGHT > 0
 SENTENCE_BONUS = 3.0  # added to the log-probability of each sentence end that REAL_SENTENCE_ENDS allows: blind readers prefer short, complete sentences (0 = off)
+UNSEEN_PAIR_COST = 3.0  # log-probability taken from a word or mark that never follows the last one in the training stories ("remembered wanted"): blind readers marked such joins down; uses the n-gram model, so only with NGRAM_WEIGHT > 0 (0 = off)
 NUM_SAMPLES = 1  # texts to write
 PROMPT = ""  # optional opening words, which must themselves spell the first digits
 TOPIC = ""  # optional text the model reads first, to say what the Pilish is about (spells no digits, not printed)
@@ -136,6 +137,7 @@ def check_settings(config):
     within(config, "NGRAM_WEIGHT", 0, 1)
     within(config, "LOOKAHEAD_WEIGHT", 0, MAX_LOOKAHEAD_WEIGHT)
     within(config, "SENTENCE_BONUS", 0, MAX_SENTENCE_BONUS)
+    within(config, "UNSEEN_PAIR_COST", 0, MAX_SENTENCE_BONUS)
     if config.OUTPUT_FILE:  # before the model writes for minutes
         check_not_a_saved_file(config.OUTPUT_FILE, "OUTPUT_FILE")
         check_writable(config.OUTPUT_FILE, "OUTPUT_FILE", folder=False)

@@ -57,11 +57,13 @@ SEARCH_VARIANTS = {
     "defaults, beams 16": replace(DEFAULTS, num_beams=16),
     "defaults, beams 4": replace(DEFAULTS, num_beams=4),
     # the sentence settings (issue 20, 2026-12-05): the defaults until then, and each one undone alone
-    "defaults, no sentence rules, quotes": replace(DEFAULTS, quotes=True, real_sentence_ends=False, sentence_bonus=0.0),
+    "defaults, no sentence rules, quotes": replace(DEFAULTS, quotes=True, real_sentence_ends=False, sentence_bonus=0.0,
+                                                   unseen_pair_cost=0.0),
     "defaults, quotes": replace(DEFAULTS, quotes=True),
     "defaults, no sentence bonus": replace(DEFAULTS, sentence_bonus=0.0),
     "defaults, sentence bonus 2": replace(DEFAULTS, sentence_bonus=2.0),
     "defaults, any sentence end": replace(DEFAULTS, real_sentence_ends=False),
+    "defaults, no unseen pair cost": replace(DEFAULTS, unseen_pair_cost=0.0),
 }
 
 

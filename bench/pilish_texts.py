@@ -15,12 +15,12 @@ from pilish.writing import WriteOptions, write
 # window, its defaults until 2026-12-05): no whole-text rule, no prior, no quote balancing, no look-ahead
 WINDOW_RULES = replace(WriteOptions(), no_repeat_ngram_size=3, repetition_penalty=1.2, no_repeat_words=0,
                        no_immediate_repeat=False, ngram_weight=0.0, balance_quotes=False, lookahead_weight=0.0,
-                       real_sentence_ends=False, sentence_bonus=0.0)
+                       real_sentence_ends=False, sentence_bonus=0.0, unseen_pair_cost=0.0)
 BEFORE = WINDOW_RULES  # pilish_generate's settings before issue 11 were its window rules alone
 # the original blog's method: the model alone, sampled, under the mask alone, words only (no marks)
 BLOG = WriteOptions(decoding="sample", allow_punctuation=False, no_repeat_words=0, no_immediate_repeat=False,
                     ngram_weight=0.0, balance_quotes=False, lookahead_weight=0.0, real_sentence_ends=False,
-                    sentence_bonus=0.0)
+                    sentence_bonus=0.0, unseen_pair_cost=0.0)
 
 FLUENCY_HEADERS = ["bigrams", "trigrams", "held-out bigrams", "held-out trigrams", "immediate repeats",
                    "good sentence ends", "words/sentence", "bad quotes"]

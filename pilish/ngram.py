@@ -46,18 +46,24 @@ class Level:
     contexts: torch.LongTensor
     backoff: torch.FloatTensor
 
-    def apply(self, lower: torch.FloatTensor, contexts: torch.LongTensor, vocab_size: int) -> torch.FloatTensor:
-        """[rows, V]: this order's distribution after each row's context, given the lower order's."""
+    def apply(self, lower: torch.FloatTensor, contexts: torch.LongTensor, vocab_size: int,
+              entries: tuple[torch.LongTensor, torch.LongTensor] | None = None) -> torch.FloatTensor:
+        """[rows, V]: this order's distribution after each row's context, given the lower order's
+        (`entries`: `self.entries(contexts, vocab_size)`, if the caller has them already)."""
         place = torch.searchsorted(self.contexts, contexts).clamp(max=len(self.contexts) - 1)
         seen = self.contexts[place] == contexts
         weight = torch.where(seen, self.backoff[place], 1.0)  # an unseen context backs off whole
         probs = lower * weight[:, None]
+        rows, entries = entries if entries is not None else self.entries(contexts, vocab_size)
+        return probs.index_put_((rows, self.keys[entries] % vocab_size), self.shares[entries], accumulate=True)
+
+    def entries(self, contexts: torch.LongTensor, vocab_size: int) -> tuple[torch.LongTensor, torch.LongTensor]:
+        """(row, entry index) of every entry that continues each row's context, with no loop over rows."""
         first = torch.searchsorted(self.keys, contexts * vocab_size)
         counts = torch.searchsorted(self.keys, (contexts + 1) * vocab_size) - first
         rows = torch.repeat_interleave(torch.arange(len(contexts)), counts)
         # each entry's index: its row's first entry plus its place among that row's entries
-        entries = torch.repeat_interleave(first - (counts.cumsum(0) - counts), counts) + torch.arange(len(rows))
-        return probs.index_put_((rows, self.keys[entries] % vocab_size), self.shares[entries], accumulate=True)
+        return rows, torch.repeat_interleave(first - (counts.cumsum(0) - counts), counts) + torch.arange(len(rows))
 
 
 @dataclass(frozen=True)
@@ -77,10 +83,21 @@ class NgramModel:
 
     def probs(self, contexts: torch.LongTensor) -> torch.FloatTensor:
         """[rows, V]: the distribution of the next token after each row's two tokens ([rows, 2])."""
+        return self.probs_and_seen(contexts, seen=False)[0]
+
+    def probs_and_seen(self, contexts: torch.LongTensor, seen: bool = True) -> tuple[torch.FloatTensor, torch.BoolTensor | None]:
+        """(`probs(contexts)`; with `seen`, [rows, V]: which tokens follow each row's last token somewhere
+        in the stories, read from the same bigram entries: a pair is there if any story has it)."""
         size = self.vocab_size
         probs = self.unigrams.expand(len(contexts), size).clone()
-        probs = self.bigrams.apply(probs, contexts[:, 1].contiguous(), size)
-        return self.trigrams.apply(probs, contexts[:, 0] * size + contexts[:, 1], size)
+        last = contexts[:, 1].contiguous()
+        rows, entries = self.bigrams.entries(last, size)
+        probs = self.bigrams.apply(probs, last, size, (rows, entries))
+        followers = None
+        if seen:
+            followers = torch.zeros(len(contexts), size, dtype=torch.bool)
+            followers[rows, self.bigrams.keys[entries] % size] = True
+        return self.trigrams.apply(probs, contexts[:, 0] * size + contexts[:, 1], size), followers
 
     def to_dict(self) -> dict[str, torch.Tensor]:
         """The model as a flat dict of tensors (what `save_ngram_model` writes)."""

@@ -12,7 +12,9 @@ sentences, and marked down sentences that stop mid-way ("he noticed something sh
 So a sentence may end only after two tokens that end one somewhere in the training stories ("she
 smiled." yes, "and the." no: the n-gram model's trigrams say which), and each such end gains a bonus in
 log-probability, so that the text ends its sentences where real stories do, and often
-(BENCHMARKS.md, "Blind reading" 2026-12-05).
+(BENCHMARKS.md, "Blind reading" 2026-12-05). Last, a token the stories never put after the row's
+last token ("remembered wanted") pays a fixed cost in log-probability: readers marked such joins down,
+and the mix alone lets the model's share carry them.
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ class WritingPrior(LogitsProcessor):
     def __init__(self, is_word: torch.BoolTensor, no_repeat_words: int = 0, no_immediate_repeat: bool = False,
                  ngram_model: NgramModel | None = None, ngram_weight: float = 0.0,
                  quotes: tuple[Iterable[int], Iterable[int]] = ((), ()), sentence_ends: Iterable[int] = (),
-                 real_sentence_ends: bool = False, sentence_bonus: float = 0.0):
+                 real_sentence_ends: bool = False, sentence_bonus: float = 0.0, unseen_pair_cost: float = 0.0):
         self.is_word = is_word.tolist()
         self.vocab_size = len(self.is_word)
         self.no_repeat_words = no_repeat_words
@@ -47,6 +49,7 @@ class WritingPrior(LogitsProcessor):
         # only two tokens it follows in the training stories, and each such end gains sentence_bonus
         self.sentence_ends = torch.tensor(sorted(set(sentence_ends)), dtype=torch.long)
         self.sentence_bonus = sentence_bonus
+        self.unseen_pair_cost = unseen_pair_cost  # taken from a token the stories never put after the last one
         self.real_ends = None  # sorted keys (a * V + b) * V + end of the trigrams "a b ." the stories have
         if real_sentence_ends and self.ngram_model is not None:
             keys, size = self.ngram_model.trigrams.keys, self.ngram_model.vocab_size
@@ -98,7 +101,12 @@ class WritingPrior(LogitsProcessor):
         rows = input_ids[:, self.prompt_length:].tolist()
         if self.ngram_model is not None:
             contexts = self.ngram_model.contexts([self.last_tokens + ids for ids in rows])
-            scores = mix(scores, self.ngram_model.probs(contexts).to(scores.device), self.ngram_weight)
+            probs, seen = self.ngram_model.probs_and_seen(contexts, seen=bool(self.unseen_pair_cost))
+            scores = mix(scores, probs.to(scores.device), self.ngram_weight)
+            if seen is not None:
+                size = self.ngram_model.vocab_size
+                seen = seen.to(scores.device)
+                scores[:, :size] = torch.where(seen, scores[:, :size], scores[:, :size] - self.unseen_pair_cost)
             if self.real_ends is not None:
                 scores = keep_real_ends(scores, contexts, self.sentence_ends, self.real_ends,
                                         self.ngram_model.vocab_size)

@@ -24,7 +24,7 @@ from pilish.vocabulary import tables_for
 
 DECODINGS = ("beam", "sample")
 MAX_LOOKAHEAD_WEIGHT = 100  # far above, the costs overflow and the text can break
-MAX_SENTENCE_BONUS = 20  # e^20 times likelier: every allowed end would be taken
+MAX_SENTENCE_BONUS = 20  # e^20 times likelier: every allowed end would be taken (the unseen pair cost's bound too)
 
 
 @dataclass(frozen=True)
@@ -49,6 +49,7 @@ class WriteOptions:
     lookahead_weight: float = 1.0  # cost for a word after which the next digit reads badly (0 = off)
     real_sentence_ends: bool = True  # . ! ? only after two tokens that end a sentence in the stories (with the mix)
     sentence_bonus: float = 3.0  # log-probability added to each real sentence end (0 = off; only with real_sentence_ends)
+    unseen_pair_cost: float = 3.0  # log-probability taken from a token never seen after the last one (0 = off; with the mix)
     context_length: int = 0  # tokens of context per window (0 = all the model was trained on)
 
     def __post_init__(self):
@@ -63,6 +64,9 @@ class WriteOptions:
         if not 0 <= self.sentence_bonus <= MAX_SENTENCE_BONUS:
             raise PilishError(f"the sentence bonus must be between 0 and {MAX_SENTENCE_BONUS}, not "
                               f"{self.sentence_bonus}")
+        if not 0 <= self.unseen_pair_cost <= MAX_SENTENCE_BONUS:
+            raise PilishError(f"the unseen pair cost must be between 0 and {MAX_SENTENCE_BONUS}, not "
+                              f"{self.unseen_pair_cost}")
         if not 0 <= self.ngram_weight <= 1:
             raise PilishError(f"the n-gram weight must be between 0 and 1, not {self.ngram_weight}")
 
@@ -136,7 +140,7 @@ def make_processors(tokenizer, digits: str, options: WriteOptions, ngrams: Ngram
         processors.insert(0, WritingPrior(
             tables.is_word, options.no_repeat_words, options.no_immediate_repeat, ngrams, options.ngram_weight,
             quotes, tables.is_closing.nonzero()[:, 0].tolist() if options.allow_punctuation else (),
-            options.real_sentence_ends, options.sentence_bonus))
+            options.real_sentence_ends, options.sentence_bonus, options.unseen_pair_cost))
     if options.lookahead_weight and ngrams is not None:  # just before the mask
         marks = (tables.is_mark | tables.is_quote).nonzero()[:, 0]
         table = lookahead_table(ngrams.trigrams.keys, tables.ids_with_length, marks)

@@ -107,3 +107,14 @@ def test_a_discount_of_exactly_zero_falls_back_for_all_three():
     # one count of 3 fewer (n3 = 7): D2 = 2 - 1.75 = 0.25 is inside, and all three are estimated
     fewer_threes = torch.tensor([1] * 2 + [2] * 3 + [3] * 7 + [4])
     assert estimate_discounts(fewer_threes) == pytest.approx((0.25, 0.25, 3 - 4 * 0.25 / 7))
+
+
+def test_seen_followers_are_the_stories_pairs_read_with_the_same_probabilities(model):
+    # the 8 pairs above: 0 1, 0 4, 1 2, 4 2, 2 3, 2 4, 3 0, 4 0 (0 0 pads a story's start, so 0 0 is not one)
+    contexts = model.contexts([[1, 2], [3, 2], [], [4, 3, 1, 1], [2, 4]])
+    probs, seen = model.probs_and_seen(contexts)
+    assert torch.equal(probs, model.probs(contexts))
+    followers = {0: {1, 4}, 1: {2}, 2: {3, 4}, 3: {0}, 4: {0, 2}}
+    for row, last in enumerate(contexts[:, 1].tolist()):
+        assert set(seen[row].nonzero().flatten().tolist()) == followers[last], last
+    assert model.probs_and_seen(contexts, seen=False)[1] is None

@@ -1,5 +1,6 @@
 """pilish.prior: the WritingPrior's whole-text rules and its mix with the n-gram model."""
 
+import pytest
 import torch
 
 from pilish.ngram import build_ngram_model
@@ -200,3 +201,19 @@ def test_the_sentence_bonus_raises_every_allowed_end_by_the_same_amount():
         base = WritingPrior(is_word, ngram_model=no_rule.ngram_model, ngram_weight=no_rule.ngram_weight)
         base.restart([0, 3], prompt_length=2)
         assert torch.equal(no_rule(rows, scores.clone()), base(rows, scores.clone()))
+
+
+def test_a_token_the_stories_never_put_after_the_last_one_pays_the_unseen_pair_cost():
+    is_word = torch.tensor([False, False, False, True, True, True, True])
+    ngrams = build_ngram_model([[3, 4, 1, 3, 6, 2], [5, 3, 4, 5, 6, 1]], vocab_size=7, boundary_id=0)
+    scores = torch.randn(2, 7)
+    plain = WritingPrior(is_word, ngram_model=ngrams, ngram_weight=0.5)
+    costly = WritingPrior(is_word, ngram_model=ngrams, ngram_weight=0.5, unseen_pair_cost=3.0)
+    for prior in (plain, costly):
+        prior.restart([0, 5], prompt_length=2)  # the text so far ends "and"
+    # after "and" (the history's last token): "she" 3 and "ran" 6 follow it in the stories; after "she": "smiled" 4, "ran" 6
+    for row, followers in (([0, 5], {3, 6}), ([0, 5, 3], {4, 6})):
+        before = plain(torch.tensor([row]), scores[:1].clone())[0]
+        after = costly(torch.tensor([row]), scores[:1].clone())[0]
+        expected = before - torch.tensor([0.0 if token in followers else 3.0 for token in range(7)])
+        assert torch.allclose(after, expected), row

@@ -21,7 +21,7 @@ from pilish.writing import WriteOptions, finish_sentence, write
 # sentence rules), quotes allowed. Its decoding is WriteOptions' own (beam search, 8 beams), as the old
 # decoding_settings() gave.
 PLAIN = WriteOptions(no_repeat_words=0, no_immediate_repeat=False, ngram_weight=0.0, balance_quotes=False,
-                     quotes=True, real_sentence_ends=False, sentence_bonus=0.0)
+                     quotes=True, real_sentence_ends=False, sentence_bonus=0.0, unseen_pair_cost=0.0)
 # The old write() with no generate arguments at all: greedy search, no repetition rules.
 GREEDY = replace(PLAIN, decoding="beam", num_beams=1, no_repeat_ngram_size=0, repetition_penalty=1.0)
 
@@ -294,8 +294,10 @@ def test_the_defaults_end_sentences_where_the_stories_do_often_and_write_no_quot
     assert unruled[3.0].ids == unruled[0.0].ids
 
 
-def test_the_sentence_bonus_is_checked():
-    assert WriteOptions(sentence_bonus=0.0).sentence_bonus == 0.0
+def test_the_sentence_bonus_and_the_unseen_pair_cost_are_checked():
+    assert WriteOptions(sentence_bonus=0.0, unseen_pair_cost=0.0).sentence_bonus == 0.0
     for bad in (-0.5, writing.MAX_SENTENCE_BONUS + 1):
         with pytest.raises(PilishError, match="sentence bonus must be between 0 and"):
             WriteOptions(sentence_bonus=bad)
+        with pytest.raises(PilishError, match="unseen pair cost must be between 0 and"):
+            WriteOptions(unseen_pair_cost=bad)

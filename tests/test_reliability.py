@@ -207,6 +207,7 @@ def test_training_memory_counts_the_parameters_of_a_real_model():
     (["--no_repeat_words=-1"], "NO_REPEAT_WORDS must be at least 0"),  # silently off, as 0 is
     (["--ngram_weight=1.5"], "NGRAM_WEIGHT must lie in"),  # a share: above 1 the model's part turns negative
     (["--sentence_bonus=-1"], "SENTENCE_BONUS must lie in"),  # a cost: it would end no sentence at all
+    (["--unseen_pair_cost=-3"], "UNSEEN_PAIR_COST must lie in"),  # a bonus for pairs no story has
 ])
 def test_pilish_numbers_beyond_what_the_libraries_take_are_one_line(argv, message, tmp_path):
     with pytest.raises(UserError, match=message):
